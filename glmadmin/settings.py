@@ -1,0 +1,171 @@
+"""glmadmin settings: one module, every value from the environment.
+
+Defaults give the embedded setup (SQLite and a private Redis on a unix socket
+under the data directory); production sets DATABASE_URL and REDIS_URL.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_int, env_list, env_secret, env_str, persistent_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("GLMADMIN_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+DEBUG = env_bool("GLMADMIN_DEBUG", False)
+SECRET_KEY = env_secret("GLMADMIN_SECRET_KEY") or persistent_secret(DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("GLMADMIN_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("GLMADMIN_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "django_celery_beat",
+    "glmadmin",
+    "monitoring",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login unless a view opts out explicitly.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "glmadmin.urls"
+ASGI_APPLICATION = "glmadmin.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "monitoring.context_processors.live_state",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'glmadmin.sqlite3'}")
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("GLMADMIN_DB_CONN_MAX_AGE", 60, minimum=0))
+    }
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # web, worker and beat write to one file: wait for the lock, keep readers unblocked.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Browser tests run the real server in another process: it must see the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: Celery broker, Channels layer, admission flag, locks -----------
+REDIS_URL = env_str("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, got {REDIS_URL!r}")
+# Keys of one installation share a prefix, so tests and a second installation
+# can use the same Redis server without seeing each other.
+REDIS_PREFIX = env_str("GLMADMIN_REDIS_PREFIX", "glmadmin")
+
+# Pub/sub: a change is published once and each web process fans it out to its
+# own pages, instead of one Redis list push and pop per open page. Nothing is
+# lost by its fire-and-forget delivery: every message is the whole state and a
+# connecting page is sent the current state first.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [{
+                "address": REDIS_URL,
+                # redis-py's async pool raises once max_connections are in use instead of waiting.
+                "max_connections": env_int("GLMADMIN_REDIS_MAX_CONNECTIONS", 2000, minimum=10),
+                # redis-py 8 reads with a 5 s timeout by default, which breaks channels_redis's
+                # blocking reads (redis/redis-py#4091): allow well above them.
+                "socket_timeout": 30,
+            }],
+            "prefix": f"{REDIS_PREFIX}:asgi",
+        },
+    }
+}
+
+# Kombu spells a unix socket redis+socket://.
+CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_PREFIX}:celery:"}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged after it ran, so a worker killed mid-task does not lose it.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ALWAYS_EAGER = env_bool("GLMADMIN_CELERY_EAGER", False)
+
+# --- auth ----------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("GLMADMIN_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- email (SMTP) ---------------------------------------------------------
+EMAIL_HOST = env_str("GLMADMIN_SMTP_HOST", "localhost")
+EMAIL_PORT = env_int("GLMADMIN_SMTP_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("GLMADMIN_SMTP_USER")
+EMAIL_HOST_PASSWORD = env_secret("GLMADMIN_SMTP_PASSWORD")
+EMAIL_USE_TLS = env_bool("GLMADMIN_SMTP_STARTTLS", False)
+EMAIL_USE_SSL = env_bool("GLMADMIN_SMTP_SSL", False)
+EMAIL_TIMEOUT = env_int("GLMADMIN_SMTP_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("GLMADMIN_MAIL_FROM", "glmadmin@localhost")
+
+# --- i18n, static ---------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("GLMADMIN_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves straight from the finders: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
+
+# --- monitoring -------------------------------------------------------------
+DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("GLMADMIN_LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,31 @@
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import live
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """Pushes the live state (status bar, alert banners) to every open page.
+
+    Origin is checked by the ASGI stack before this runs; here only signed-in
+    users are let in. The group is joined before the snapshot is read, so a
+    change made in between still arrives afterwards.
+    """
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()
+            return
+        await self.channel_layer.group_add(live.GROUP, self.channel_name)
+        await self.accept()
+        await self.send_json(await database_sync_to_async(live.message)())
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(live.GROUP, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        pass  # the protocol is server to browser only
+
+    async def live_state(self, event):
+        await self.send(text_data=event["text"])

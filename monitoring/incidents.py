@@ -1,0 +1,87 @@
+"""Drive one incident per subject through open -> escalate/de-escalate -> resolve.
+
+Checks may run twice at once (two workers, a manual check beside the beat
+one). Each transition is claimed in the database: opening relies on the
+one-open-incident-per-source constraint, every later change is a conditional
+UPDATE on the level we saw, and only the caller whose statement changed the
+row records the event. So every transition is recorded exactly once.
+"""
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .levels import rank
+from .models import Incident, IncidentEvent
+
+Kind = IncidentEvent.Kind
+
+
+@dataclass(frozen=True)
+class Transition:
+    incident: Incident
+    kind: str  # an IncidentEvent.Kind
+
+
+def drive(source: str, target: str | None, *, kind: str, title: str, value: float | None,
+          message: str, is_test: bool = False) -> Transition | None:
+    """Move the open incident of `source` to `target` (None = resolved).
+
+    Returns the transition this call made, or None when there was nothing to do
+    or a concurrent caller made it first.
+    """
+    current = Incident.objects.open().filter(source=source).first()
+    if current is None:
+        if target is None:
+            return None
+        return _open(source, target, kind=kind, title=title, value=value, message=message, is_test=is_test)
+    if target == current.level:
+        return None
+    return _move(current, target, value=value, message=message)
+
+
+def _open(source, target, *, kind, title, value, message, is_test) -> Transition | None:
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            incident = Incident.objects.create(
+                source=source, kind=kind, title=title, level=target, peak_level=target, value=value,
+                message=message, is_test=is_test, opened_at=now, updated_at=now,
+            )
+            IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.OPENED, level=target, value=value)
+    except IntegrityError:
+        return None  # another checker opened it a moment ago
+    return Transition(incident, Kind.OPENED)
+
+
+def _move(current: Incident, target: str | None, *, value, message) -> Transition | None:
+    now = timezone.now()
+    if target is None:
+        changes = {"resolved_at": now}
+        event_kind = Kind.RESOLVED
+    else:
+        peak = target if rank(target) > rank(current.peak_level) else current.peak_level
+        changes = {"level": target, "peak_level": peak, "message": message}
+        event_kind = Kind.ESCALATED if rank(target) > rank(current.level) else Kind.DEESCALATED
+    with transaction.atomic():
+        claimed = Incident.objects.filter(pk=current.pk, level=current.level, resolved_at__isnull=True).update(
+            value=value, updated_at=now, **changes
+        )
+        if claimed != 1:
+            return None
+        IncidentEvent.objects.create(incident=current, at=now, kind=event_kind, level=target or "", value=value)
+    return Transition(Incident.objects.get(pk=current.pk), event_kind)
+
+
+def acknowledge(incident: Incident, user) -> bool:
+    """Record who acknowledged; acknowledging twice records it once."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Incident.objects.filter(pk=incident.pk, acknowledged_at__isnull=True).update(
+            acknowledged_at=now, acknowledged_by=user
+        )
+        if claimed:
+            IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.ACKNOWLEDGED, level=incident.level,
+                                         user=user)
+    return bool(claimed)

@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from monitoring.disk_check import check_all
+
+
+class Command(BaseCommand):
+    help = "Check every watched filesystem once, update incidents and print the result."
+
+    def handle(self, *args, **options):
+        readings = check_all()
+        if not readings:
+            raise CommandError("no filesystem is watched: add one in the admin under Watched filesystems")
+        for r in readings:
+            if r.error:
+                line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} ERROR  {r.error}"
+            else:
+                change = f"  ({r.transition.kind})" if r.transition else ""
+                line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} {r.percent:5.1f} %  {r.level or 'ok'}{change}"
+            self.stdout.write(line)
+        errors = [r.error for r in readings if r.error]
+        if errors:
+            raise CommandError(errors[0])

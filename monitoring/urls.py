@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("incidents/<int:pk>/acknowledge/", views.acknowledge, name="acknowledge-incident"),
+]

@@ -1,0 +1,33 @@
+# Shared steps of scripts/run and scripts/test. Each step does nothing when
+# its work is already done, so both commands are cheap to run again.
+
+# Create .venv and install a requirements file into it, once per change of that file.
+ensure_venv() {
+  local requirements=$1
+  local stamp=.venv/.installed-$(basename "$requirements")
+  local digest
+  digest=$(cat requirements*.txt "$requirements" | sha256sum | cut -c1-16)
+  if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    python3 -m venv .venv
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+    echo "== installing $requirements into .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$digest" > "$stamp"
+  fi
+}
+
+# Install a Debian package providing a command when the command is missing.
+ensure_command() {
+  local command=$1 package=$2
+  command -v "$command" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian package $package (for $command)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+  else
+    echo "error: $command is missing; install the $package package (or run as root to let this script do it)" >&2
+    return 1
+  fi
+}

@@ -1,0 +1,62 @@
+// Live status bar and alert banners. The server sends the whole state as
+// rendered HTML on connect and on every change; this file only swaps it in,
+// remembers dismissed toasts, and reconnects with back-off.
+(function () {
+  "use strict";
+  var bar = document.getElementById("statusbar");
+  var alerts = document.getElementById("alerts");
+  if (!bar || !alerts || !window.WebSocket) return;
+  var DISMISSED = "glmadmin.dismissed";
+  var retry = 1000;
+
+  function dismissed() {
+    try { return JSON.parse(sessionStorage.getItem(DISMISSED) || "[]"); } catch (e) { return []; }
+  }
+
+  function hideDismissed() {
+    var keys = dismissed();
+    alerts.querySelectorAll("[data-toast-key]").forEach(function (toast) {
+      if (keys.indexOf(toast.dataset.toastKey) !== -1) toast.remove();
+    });
+  }
+
+  function updateFilesystems(filesystems) {
+    filesystems.forEach(function (fs) {
+      var row = document.querySelector('tr[data-fs="' + fs.id + '"]');
+      var fill = row && row.querySelector(".fill");
+      if (fill && fs.percent !== null) fill.style.width = fs.percent + "%";
+    });
+  }
+
+  alerts.addEventListener("click", function (event) {
+    if (!event.target.classList.contains("toast-close")) return;
+    var toast = event.target.closest("[data-toast-key]");
+    var keys = dismissed();
+    keys.push(toast.dataset.toastKey);
+    sessionStorage.setItem(DISMISSED, JSON.stringify(keys.slice(-50)));
+    toast.remove();
+  });
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + bar.dataset.liveSocket);
+    socket.onopen = function () { retry = 1000; document.body.classList.add("live"); };
+    socket.onmessage = function (event) {
+      var msg = JSON.parse(event.data);
+      if (msg.type !== "state") return;
+      bar.innerHTML = msg.html.statusbar;
+      alerts.innerHTML = msg.html.alerts;
+      hideDismissed();
+      updateFilesystems(msg.state.filesystems);
+      document.body.dataset.liveVersion = String(Number(document.body.dataset.liveVersion || 0) + 1);
+    };
+    socket.onclose = function () {
+      document.body.classList.remove("live");
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    };
+  }
+
+  hideDismissed();
+  connect();
+})();

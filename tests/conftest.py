@@ -1,0 +1,86 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from glmadmin.lib import redis as rd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis_state():
+    """Admission flag and live digest belong to one test at a time."""
+    yield
+    client = rd.client()
+    for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}:*", count=500):
+        if not key.startswith(f"{settings.REDIS_PREFIX}:asgi"):
+            client.delete(key)
+
+
+@pytest.fixture
+def no_default_filesystems(db):
+    """The migration watches / by default; tests that count readings start empty."""
+    from monitoring.models import WatchedFilesystem
+
+    WatchedFilesystem.objects.all().delete()
+
+
+def subprocess_env() -> dict:
+    """Environment for a child process that must share this test's database and Redis."""
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["GLMADMIN_REDIS_PREFIX"] = settings.REDIS_PREFIX
+    env["GLMADMIN_DATA_DIR"] = str(settings.DATA_DIR)
+    return env
+
+
+def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run manage.py in a separate process, as an operator would from a shell."""
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120, check=check)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(transactional_db):
+    """The real ASGI server (uvicorn) in its own process, on the test database."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "glmadmin.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log"],
+        cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # poll until the server answers; that is the readiness signal
+        try:
+            httpx.get(f"{base}/login/", timeout=1)
+            break
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"uvicorn did not start:\n{proc.stdout.read()}") from None
+            time.sleep(0.1)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -1,0 +1,39 @@
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from glmadmin.lib.redis import single_flight
+from monitoring.models import DiskSample, WatchedFilesystem
+from monitoring.tasks import check_disks, prune_history
+
+
+@pytest.mark.django_db
+def test_every_schedule_expires_before_its_next_run():
+    tasks = PeriodicTask.objects.filter(task__startswith="monitoring.")
+    assert {t.task for t in tasks} == {"monitoring.tasks.check_disks", "monitoring.tasks.prune_history"}
+    for task in tasks:
+        assert 0 < task.expire_seconds < task.interval.every, task.name
+    assert PeriodicTask.objects.get(task="monitoring.tasks.check_disks").interval.every == 10
+
+
+@pytest.mark.django_db
+def test_check_runs_once_at_a_time(no_default_filesystems, tmp_path):
+    WatchedFilesystem.objects.create(path=str(tmp_path), label="tmp")
+    with single_flight("check-disks", ttl_seconds=60) as acquired:
+        assert acquired
+        assert check_disks.apply().get() == "skipped: another check is running"
+        assert DiskSample.objects.count() == 0
+    assert check_disks.apply().get() == "checked 1 filesystem(s)"
+    assert DiskSample.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_prune_keeps_recent_samples(no_default_filesystems, tmp_path, time_machine, settings):
+    settings.DISK_SAMPLE_RETENTION_HOURS = 24
+    WatchedFilesystem.objects.create(path=str(tmp_path), label="tmp")
+    time_machine.move_to("2026-01-01 00:00Z", tick=False)
+    check_disks.apply()
+    time_machine.move_to("2026-01-01 20:00Z", tick=False)
+    check_disks.apply()
+    time_machine.move_to("2026-01-02 01:00Z", tick=False)
+    assert prune_history.apply().get() == "deleted 1 disk sample(s)"
+    assert DiskSample.objects.count() == 1
