@@ -162,10 +162,34 @@ WHITENOISE_USE_FINDERS = True
 # --- monitoring -------------------------------------------------------------
 DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
 
+# --- engines -----------------------------------------------------------------
+# The name of this machine among glmadmin hosts; its worker consumes the
+# engines.<name> queue and supervises the engines whose host is this name.
+GLMADMIN_HOST_NAME = env_str("GLMADMIN_HOST_NAME", "local")
+# The engine runtime (vLLM) lives in its own virtualenv, apart from Django's.
+ENGINE_PYTHON = env_str("GLMADMIN_ENGINE_PYTHON", str(BASE_DIR / ".venv-engine" / "bin" / "python"))
+ENGINE_DIR = DATA_DIR / "engines"  # per engine: its log file
+ENGINE_PROBE_INTERVAL = env_int("GLMADMIN_ENGINE_PROBE_INTERVAL", 10, minimum=1)
+ENGINE_PROBE_TIMEOUT = env_int("GLMADMIN_ENGINE_PROBE_TIMEOUT", 10, minimum=1)
+ENGINE_LIVENESS_THRESHOLD = env_int("GLMADMIN_ENGINE_LIVENESS_THRESHOLD", 3, minimum=1)
+ENGINE_BACKOFF_SECONDS = env_int("GLMADMIN_ENGINE_BACKOFF_SECONDS", 5, minimum=0)
+ENGINE_MAX_QUICK_FAILURES = env_int("GLMADMIN_ENGINE_MAX_QUICK_FAILURES", 3, minimum=1)
+ENGINE_FAILURE_WINDOW_SECONDS = env_int("GLMADMIN_ENGINE_FAILURE_WINDOW_SECONDS", 600, minimum=1)
+
+# --- notifications ------------------------------------------------------------
+# The address people reach the dashboard at, for links in messages (e.g. https://ops.example.com).
+PUBLIC_URL = env_str("GLMADMIN_PUBLIC_URL").rstrip("/")
+if PUBLIC_URL and not PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"GLMADMIN_PUBLIC_URL must start with http:// or https://, got {PUBLIC_URL!r}")
+# Each webhook request gives up after this long, so a dead channel holds a worker only briefly.
+NOTIFY_TIMEOUT_SECONDS = env_int("GLMADMIN_NOTIFY_TIMEOUT", 10, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("GLMADMIN_LOG_LEVEL", "INFO")},
+    # One line per probe request would drown the log.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }

@@ -15,6 +15,7 @@ from django.utils import timezone
 from glmadmin.lib import disk
 
 from . import admission, live
+from .cleanup import trigger as cleanup_trigger
 from .incidents import Transition, drive
 from .levels import Level
 from .models import DiskSample, Incident, WatchedFilesystem
@@ -51,6 +52,7 @@ def check_filesystem(fs: WatchedFilesystem) -> Reading:
     level = fs.level_for(usage.percent, open_incident.level if open_incident else None)
     transition = drive(fs.source, level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
                        value=usage.percent, message=_message(level, usage.percent, fs.path))
+    cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
     return Reading(fs, usage.percent, level, transition)
 
 

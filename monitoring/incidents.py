@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from .levels import rank
 from .models import Incident, IncidentEvent
+from .notifications import planner
 
 Kind = IncidentEvent.Kind
 
@@ -49,7 +50,9 @@ def _open(source, target, *, kind, title, value, message, is_test) -> Transition
                 source=source, kind=kind, title=title, level=target, peak_level=target, value=value,
                 message=message, is_test=is_test, opened_at=now, updated_at=now,
             )
-            IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.OPENED, level=target, value=value)
+            event = IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.OPENED, level=target,
+                                                 value=value)
+            _notify_after_commit(event)
     except IntegrityError:
         return None  # another checker opened it a moment ago
     return Transition(incident, Kind.OPENED)
@@ -70,7 +73,9 @@ def _move(current: Incident, target: str | None, *, value, message) -> Transitio
         )
         if claimed != 1:
             return None
-        IncidentEvent.objects.create(incident=current, at=now, kind=event_kind, level=target or "", value=value)
+        event = IncidentEvent.objects.create(incident=current, at=now, kind=event_kind, level=target or "",
+                                             value=value)
+        _notify_after_commit(event)
     return Transition(Incident.objects.get(pk=current.pk), event_kind)
 
 
@@ -85,3 +90,9 @@ def acknowledge(incident: Incident, user) -> bool:
             IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.ACKNOWLEDGED, level=incident.level,
                                          user=user)
     return bool(claimed)
+
+
+def _notify_after_commit(event: IncidentEvent) -> None:
+    # After the commit, so nobody is told about a transition that was rolled back; robust, so a
+    # notification problem never fails the check that made the transition.
+    transaction.on_commit(lambda: planner.event_committed(event.pk), robust=True)

@@ -13,13 +13,14 @@ import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db.models import Sum
 from django.template.loader import render_to_string
 
 from glmadmin.lib import redis as rd
-from inference.status import engine_summary
+from inference.status import engine_states, engine_summary
 
 from . import admission
-from .models import Incident, WatchedFilesystem
+from .models import CleanupPolicy, Incident, WatchedFilesystem
 
 GROUP = "live"
 
@@ -32,8 +33,11 @@ def state() -> dict:
     return {
         # The status bar shows the fullest watched disk: that is the one about to hurt.
         "disk": fullest and {"percent": round(fullest.last_percent), "label": fullest.label, "path": fullest.path},
-        "cache_bytes": 0,  # filled in by the cleanup feature
+        # Sizes stored by cleanup runs and the periodic measurement: a page view never walks the disk.
+        "cache_bytes": CleanupPolicy.objects.filter(enabled=True, engine_cache=True).aggregate(
+            total=Sum("last_size_bytes"))["total"] or 0,
         "engine": engine_summary(),
+        "engines": engine_states(),
         "admission": admission.from_incidents(incidents).as_dict(),
         "incidents": [
             {"id": i.pk, "level": i.level, "title": i.title, "message": i.message, "is_test": i.is_test,

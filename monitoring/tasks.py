@@ -7,6 +7,9 @@ from celery import shared_task
 from glmadmin.lib.redis import single_flight
 
 from . import disk_check
+from .cleanup import service as cleanup
+from .models import Incident
+from .notifications import delivery, planner
 
 
 @shared_task
@@ -21,3 +24,40 @@ def check_disks() -> str:
 @shared_task
 def prune_history() -> str:
     return f"deleted {disk_check.prune_samples()} disk sample(s)"
+
+
+# --- notifications: one task per message, so a dead channel delays no other ---
+
+@shared_task
+def deliver_notification(notification_id: int) -> str:
+    outcome = delivery.deliver(notification_id)
+    if outcome.retry_in is not None:
+        # Back-off by a countdown; if this message is lost the stalled-notification sweep finds the row.
+        deliver_notification.apply_async((notification_id,), countdown=outcome.retry_in)
+    return str(outcome)
+
+
+@shared_task
+def repeat_red_alerts() -> str:
+    return f"queued {len(planner.plan_repeats())} reminder(s)"
+
+
+@shared_task
+def redeliver_stalled_notifications() -> str:
+    return f"queued {len(planner.enqueue(delivery.stalled()))} stalled notification(s)"
+
+
+# --- cleanup: a lock per root inside each run, so overlapping runs skip rather than double up ---
+
+@shared_task
+def run_cleanup(trigger: str = "schedule", incident_id: int | None = None) -> str:
+    incident = Incident.objects.filter(pk=incident_id).first() if incident_id else None
+    outcomes = cleanup.run_all(trigger=trigger, incident=incident)
+    return "; ".join(str(o).splitlines()[0] for o in outcomes) or "no enabled policy"
+
+
+@shared_task
+def measure_cache() -> str:
+    changed = cleanup.measure()
+    cleanup.publish()
+    return "cache size changed" if changed else "cache size unchanged"

@@ -1,12 +1,15 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import live
+from .cleanup import service as cleanup_service
 from .history import disk_sparklines
 from .incidents import acknowledge as acknowledge_incident
-from .models import Incident, WatchedFilesystem
+from .models import CleanupRun, Incident, WatchedFilesystem
 
 
 def dashboard(request):
@@ -32,3 +35,29 @@ def acknowledge(request, pk):
     else:
         messages.info(request, f"Already acknowledged: {incident.title}")
     return redirect("dashboard")
+
+
+# --- cleanup: run now, synchronously, so the person who clicked sees the outcome at once ---
+
+@require_POST
+@permission_required("monitoring.add_cleanuprun", raise_exception=True)
+def cleanup_now(request):
+    return _cleanup(request, dry_run=False)
+
+
+@require_POST
+@permission_required("monitoring.add_cleanuprun", raise_exception=True)
+def cleanup_dry_run(request):
+    return _cleanup(request, dry_run=True)
+
+
+def _cleanup(request, *, dry_run: bool):
+    if not request.user.is_staff:
+        raise PermissionDenied
+    outcomes = cleanup_service.run_all(trigger=CleanupRun.Trigger.MANUAL, dry_run=dry_run, user=request.user)
+    for outcome in outcomes:
+        level = messages.WARNING if outcome.busy or (outcome.run and outcome.run.status != "done") else messages.SUCCESS
+        messages.add_message(request, level, str(outcome).splitlines()[0])
+    if not outcomes:
+        messages.info(request, "No enabled cleanup or log policy.")
+    return redirect(reverse("dashboard") + "#cleanup")

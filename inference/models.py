@@ -1,0 +1,136 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extra_args
+
+GPU_LIST = RegexValidator(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$", "GPU ids as a comma-separated list of numbers, e.g. 0,1,2,3.")
+
+
+class EngineState(models.TextChoices):
+    STOPPED = "stopped", "Stopped"
+    STARTING = "starting", "Starting"
+    READY = "ready", "Ready"
+    DRAINING = "draining", "Draining"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+    BACKOFF = "backoff", "Back-off"
+    FAILED = "failed", "Failed"
+
+
+def default_host():
+    return settings.GLMADMIN_HOST_NAME
+
+
+class Engine(models.Model):
+    """One vLLM server: what should run (edited in the admin) and what runs (written by the supervisor)."""
+
+    # --- desired state --------------------------------------------------------
+    name = models.SlugField(max_length=60, unique=True)
+    host = models.CharField(max_length=100, default=default_host,
+                            help_text="The glmadmin host (worker) that runs this engine.")
+    listen_address = models.GenericIPAddressField(
+        default="127.0.0.1", help_text="Keep 127.0.0.1: users reach engines only through the gateway.")
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1024), MaxValueValidator(65535)])
+    model = models.CharField(max_length=500, help_text="Local model directory (or a model id already in the cache).")
+    served_model_name = models.CharField(max_length=200, help_text="The model name clients ask for.")
+    gpu_ids = models.CharField("GPU ids", max_length=100, blank=True, validators=[GPU_LIST],
+                               help_text="Comma-separated, e.g. 0,1,2,3. Empty on a machine without GPUs.")
+    tensor_parallel_size = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    max_model_len = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(16)])
+    block_size = models.PositiveSmallIntegerField(null=True, blank=True, choices=[(n, n) for n in (8, 16, 32, 64, 128)])
+    max_num_seqs = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    kv_cache_dtype = models.CharField(max_length=20, default="auto", choices=[(d, d) for d in KV_CACHE_DTYPES])
+    enable_chunked_prefill = models.BooleanField(null=True, blank=True, help_text="Empty: vLLM's default.")
+    gpu_memory_utilization = models.FloatField(null=True, blank=True,
+                                               validators=[MinValueValidator(0.05), MaxValueValidator(1.0)])
+    quantization = models.CharField(max_length=30, blank=True, choices=[(q, q) for q in QUANTIZATIONS])
+    enforce_eager = models.BooleanField(default=False)
+    shutdown_timeout = models.PositiveIntegerField(
+        default=30, help_text="Seconds in-flight requests get to finish when the engine is stopped.")
+    startup_timeout = models.PositiveIntegerField(
+        default=600, help_text="Seconds a start may take before it counts as failed (model loading is slow).")
+    extra_args = models.JSONField(default=list, blank=True, validators=[validate_extra_args],
+                                  help_text='More vLLM arguments as a JSON list, e.g. ["--seed", "1"].')
+    env = models.JSONField("environment", default=dict, blank=True, validators=[validate_env],
+                           help_text='Extra environment variables as a JSON object, e.g. {"VLLM_LOGGING_LEVEL": "1"}.')
+    enabled = models.BooleanField(default=True, help_text="Disabled engines are stopped and stay stopped.")
+    restart_generation = models.PositiveIntegerField(default=0, editable=False)
+    daily_restart_at = models.TimeField(null=True, blank=True,
+                                        help_text="Restart every day at this time (server time zone). Empty: never.")
+
+    # --- observed state (the supervisor's) ------------------------------------
+    state = models.CharField(max_length=12, choices=EngineState.choices, default=EngineState.STOPPED, editable=False)
+    state_reason = models.CharField(max_length=300, blank=True, editable=False)
+    state_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    pid = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    process_started_at = models.FloatField(null=True, blank=True, editable=False,
+                                           help_text="The process's create time: tells our pid from a reused one.")
+    running_generation = models.PositiveIntegerField(default=0, editable=False)
+    ready_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stop_deadline = models.DateTimeField(null=True, blank=True, editable=False)
+    quiet_since = models.DateTimeField(null=True, blank=True, editable=False,
+                                       help_text="While draining: since when nothing has been in flight.")
+    terminated_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                         help_text="When SIGTERM was sent, once in-flight requests had drained.")
+    backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
+    restarts = models.PositiveIntegerField(default=0, editable=False)
+    recent_failures = models.JSONField(default=list, editable=False, help_text="Times of recent crashes.")
+    probe_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    shm_segments = models.JSONField(default=list, editable=False,
+                                    help_text="Shared memory the engine mapped, removed after it stops.")
+    last_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_probe_ms = models.FloatField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "port"], name="one_engine_per_host_port"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def gpus(self) -> list[int]:
+        return [int(g) for g in self.gpu_ids.split(",") if g.strip()]
+
+    @property
+    def base_url(self) -> str:
+        address = f"[{self.listen_address}]" if ":" in self.listen_address else self.listen_address
+        return f"http://{address}:{self.port}"
+
+    def clean(self):
+        errors = {}
+        gpus = self.gpus if GPU_LIST.regex.match(self.gpu_ids or "") else []
+        if len(gpus) != len(set(gpus)):
+            errors["gpu_ids"] = "A GPU is listed twice."
+        if gpus and self.tensor_parallel_size != len(gpus):
+            errors["tensor_parallel_size"] = (
+                f"Tensor-parallel size {self.tensor_parallel_size} does not match the {len(gpus)} GPU(s) listed.")
+        same_host = Engine.objects.filter(host=self.host).exclude(pk=self.pk)
+        if self.port and same_host.filter(port=self.port).exists():
+            errors["port"] = f"Port {self.port} is already used by another engine on host {self.host}."
+        taken = {g for other in same_host.filter(enabled=True) for g in other.gpus}
+        if self.enabled and gpus and taken & set(gpus):
+            errors.setdefault("gpu_ids", f"GPU(s) {sorted(taken & set(gpus))} already belong to another engine "
+                                         f"on host {self.host}.")
+        if errors:
+            raise ValidationError(errors)
+
+
+class EngineEvent(models.Model):
+    """Each state change of an engine, with why."""
+
+    engine = models.ForeignKey(Engine, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    state = models.CharField(max_length=12, choices=EngineState.choices)
+    previous = models.CharField(max_length=12, choices=EngineState.choices, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self):
+        return f"{self.engine_id}: {self.previous} -> {self.state}"

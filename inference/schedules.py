@@ -1,0 +1,55 @@
+"""Beat schedules that belong to engines: each host's reconcile loop, and daily quiet-hour restarts.
+
+They are ordinary django-celery-beat periodic tasks, editable in the admin.
+"""
+
+import json
+
+from django.conf import settings
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+RECONCILE_EVERY = 5  # seconds; each step is short, so this is also the pace of starts and stops
+
+
+def ensure_host_schedule(host: str) -> PeriodicTask:
+    from .control import host_queue
+
+    interval, _ = IntervalSchedule.objects.get_or_create(every=RECONCILE_EVERY, period=IntervalSchedule.SECONDS)
+    task, _ = PeriodicTask.objects.get_or_create(
+        name=f"Reconcile engines on {host}",
+        defaults={"task": "inference.tasks.reconcile_engines", "interval": interval, "queue": host_queue(host),
+                  "kwargs": json.dumps({"host": host}), "expire_seconds": RECONCILE_EVERY - 1},
+    )
+    return task
+
+
+def daily_restart_name(engine) -> str:
+    return f"Daily restart of engine {engine.name}"
+
+
+def sync_daily_restart(engine) -> None:
+    """Create, move or remove the engine's daily restart to match its daily_restart_at."""
+    from .control import host_queue
+
+    PeriodicTask.objects.filter(task="inference.tasks.scheduled_restart", args=json.dumps([engine.pk])).exclude(
+        name=daily_restart_name(engine)).delete()
+    if engine.daily_restart_at is None:
+        PeriodicTask.objects.filter(name=daily_restart_name(engine)).delete()
+        return
+    at = engine.daily_restart_at
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=str(at.minute), hour=str(at.hour), day_of_week="*", day_of_month="*", month_of_year="*",
+        timezone=settings.TIME_ZONE)
+    PeriodicTask.objects.update_or_create(
+        name=daily_restart_name(engine),
+        defaults={"task": "inference.tasks.scheduled_restart", "crontab": crontab, "interval": None,
+                  "args": json.dumps([engine.pk]), "queue": host_queue(engine.host), "expire_seconds": 1800},
+    )
+
+
+def on_engine_saved(sender, instance, **kwargs):
+    sync_daily_restart(instance)
+
+
+def on_engine_deleted(sender, instance, **kwargs):
+    PeriodicTask.objects.filter(name=daily_restart_name(instance)).delete()

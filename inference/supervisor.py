@@ -1,0 +1,268 @@
+"""Reconcile engines: make what runs match what the database says should run.
+
+One step per call, never a long wait: start a process, check a loading one,
+probe a ready one, advance a stop. The beat task calls it every few seconds
+and `manage.py restart_engine` calls it in a loop while it waits; a per-engine
+lock keeps two callers from stepping the same engine at once, and every state
+change is a conditional UPDATE on the state that was read, so a change is
+made (and recorded) once even if the lock was lost. Running it twice, or after
+the caller crashed, never starts a second process: a live process is found
+again by pid + create time, and the port is checked before any start.
+"""
+
+import logging
+import os
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from glmadmin.lib import processes
+from glmadmin.lib.redis import single_flight
+
+from . import health, metrics, options
+from .models import Engine, EngineEvent
+from .models import EngineState as S
+
+log = logging.getLogger(__name__)
+
+# Stopping: routers read engine states with some delay, so a draining engine keeps serving
+# at least DRAIN_MIN; SIGTERM follows once nothing was in flight for QUIET seconds.
+DRAIN_MIN = 1
+QUIET = 1
+# After SIGTERM of a drained engine, vLLM's own teardown waits 3-5 s on its workers. With
+# nothing in flight for SETTLE more seconds, killing the group loses nothing (we remove its
+# shared memory), so a restart does not pay for that wait; TERMINATE_GRACE bounds it anyway.
+SETTLE = 0.5
+TERMINATE_GRACE = 5
+VLLM_MARKER = "vllm.entrypoints.openai.api_server"
+
+
+def reconcile_host(host: str | None = None) -> None:
+    for engine_id in Engine.objects.filter(host=host or settings.GLMADMIN_HOST_NAME).values_list("pk", flat=True):
+        reconcile(engine_id)
+
+
+def reconcile(engine_id: int) -> bool:
+    """One step for one engine; False if another caller holds it right now."""
+    with single_flight(f"engine:{engine_id}", ttl_seconds=120) as acquired:
+        if not acquired:
+            return False
+        engine = Engine.objects.filter(pk=engine_id).first()
+        if engine is not None:
+            _step(engine)
+        return True
+
+
+def _step(engine: Engine) -> None:
+    proc = processes.find(engine.pid, engine.process_started_at)
+    if engine.state == S.DRAINING:
+        _continue_stop(engine, proc)
+        return
+    if not engine.enabled or engine.state == S.FAILED:
+        if proc is not None:
+            _begin_stop(engine, "disabled" if not engine.enabled else "failed")
+        elif engine.state not in (S.STOPPED, S.FAILED):
+            _transition(engine, S.STOPPED, "disabled", pid=None)
+        return
+    if proc is None:
+        if engine.state in (S.STARTING, S.READY, S.UNHEALTHY):
+            _crashed(engine, f"process {engine.pid} exited")
+        elif engine.state == S.STOPPED or (engine.state == S.BACKOFF and timezone.now() >= engine.backoff_until):
+            _start(engine)
+        return
+    if engine.running_generation < engine.restart_generation:
+        _begin_stop(engine, "restart requested")
+    elif engine.state == S.STARTING:
+        _check_startup(engine)
+    elif engine.state == S.READY:
+        _probe(engine)
+    elif engine.state == S.UNHEALTHY:
+        _begin_stop(engine, engine.state_reason or "unhealthy", drain=False)
+    else:  # alive while recorded as stopped/back-off: a start we lost track of; let the probes judge it
+        _transition(engine, S.STARTING, "found running")
+
+
+# --- state changes -------------------------------------------------------------
+
+def _transition(engine: Engine, state: str, reason: str, **fields) -> bool:
+    """Move engine from the state it was read in to `state`; False if someone else moved it first."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Engine.objects.filter(pk=engine.pk, state=engine.state, pid=engine.pid).update(
+            state=state, state_reason=reason[:300], state_changed_at=now, **fields)
+        if not changed:
+            return False
+        EngineEvent.objects.create(engine=engine, at=now, state=state, previous=engine.state, reason=reason[:300],
+                                   pid=fields.get("pid", engine.pid))
+    previous = engine.state
+    for name, value in {"state": state, "state_reason": reason, "state_changed_at": now, **fields}.items():
+        setattr(engine, name, value)
+    log.info("engine %s: %s -> %s (%s)", engine.name, previous, state, reason)
+    transaction.on_commit(_publish)
+    return True
+
+
+def _publish():
+    from monitoring import live
+
+    live.publish(force=True)
+
+
+def _start(engine: Engine) -> None:
+    holder = processes.port_holder(engine.port)
+    if holder is not None:
+        if _is_ours(holder, engine):
+            # Ours from an earlier start whose record was lost: adopt it rather than start a second one.
+            _transition(engine, S.STARTING, f"adopted running process {holder.pid}", pid=holder.pid,
+                        process_started_at=holder.create_time(), running_generation=engine.restart_generation)
+            return
+        _crashed(engine, f"port {engine.port} is in use by pid {holder.pid} ({holder.name()})")
+        return
+    argv = options.command(engine, settings.ENGINE_PYTHON)
+    env = options.environment(engine, {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get(
+        "VLLM_CPU_KVCACHE_SPACE", "1")})
+    log_path = log_file(engine)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as fh:
+        fh.write(f"\n=== glmadmin {timezone.now():%Y-%m-%d %H:%M:%S} starting: {' '.join(argv)}\n")
+    try:
+        proc = processes.spawn(argv, env, log_path, cwd=log_path.parent)
+    except OSError as exc:
+        _crashed(engine, f"cannot start {argv[0]}: {exc.strerror or exc}")
+        return
+    if not _transition(engine, S.STARTING, f"started pid {proc.pid}", pid=proc.pid,
+                       process_started_at=proc.create_time(), running_generation=engine.restart_generation,
+                       probe_failures=0, ready_at=None, stop_deadline=None,
+                       restarts=engine.restarts + (1 if engine.process_started_at else 0)):
+        # Lost the claim after spawning (the lock expired under us): never leave a second process behind.
+        processes.kill_group(proc.pid)
+
+
+def _is_ours(proc, engine: Engine) -> bool:
+    try:
+        cmdline = proc.cmdline()
+    except Exception:  # noqa: BLE001 - a process that vanished is not ours
+        return False
+    return VLLM_MARKER in cmdline and str(engine.port) in cmdline
+
+
+def _check_startup(engine: Engine) -> None:
+    if health.health(engine):
+        probe = health.generate_one_token(engine)
+        if probe.ok:
+            _became_ready(engine, probe)
+            return
+    budget = engine.startup_timeout
+    if engine.state_changed_at and timezone.now() - engine.state_changed_at > timedelta(seconds=budget):
+        processes.kill_group(engine.pid)
+        _crashed(engine, f"not ready within its startup budget of {budget} s")
+
+
+def _became_ready(engine: Engine, probe: health.Probe) -> None:
+    now = timezone.now()
+    if _transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
+                   last_probe_at=now, last_probe_ms=probe.latency_ms, probe_failures=0, backoff_until=None,
+                   shm_segments=processes.shared_memory(engine.pid)):
+        from . import engine_incidents
+
+        engine_incidents.resolve(engine)
+
+
+def _probe(engine: Engine) -> None:
+    now = timezone.now()
+    if engine.last_probe_at and now - engine.last_probe_at < timedelta(seconds=settings.ENGINE_PROBE_INTERVAL):
+        return
+    probe = health.generate_one_token(engine)
+    failures = 0 if probe.ok else engine.probe_failures + 1
+    Engine.objects.filter(pk=engine.pk, state=S.READY).update(
+        last_probe_at=now, last_probe_ms=probe.latency_ms if probe.ok else None, probe_failures=failures)
+    engine.probe_failures, engine.last_probe_at = failures, now
+    if failures >= settings.ENGINE_LIVENESS_THRESHOLD:
+        _transition(engine, S.UNHEALTHY, f"{failures} failed probes in a row; last: {probe.error}")
+
+
+def _crashed(engine: Engine, reason: str) -> None:
+    if engine.pid:
+        processes.kill_group(engine.pid)  # what is left of it (vLLM workers) must not hold the port or GPU
+    processes.remove_shared_memory(engine.shm_segments)
+    now = timezone.now()
+    window = timedelta(seconds=settings.ENGINE_FAILURE_WINDOW_SECONDS)
+    recent = [t for t in engine.recent_failures if now - timezone.datetime.fromisoformat(t) < window]
+    recent.append(now.isoformat())
+    if len(recent) >= settings.ENGINE_MAX_QUICK_FAILURES:
+        reason = f"{len(recent)} failures within {window.seconds // 60} min; last: {reason}"
+        if _transition(engine, S.FAILED, reason, pid=None, recent_failures=recent, backoff_until=None,
+                       shm_segments=[]):
+            from . import engine_incidents
+
+            engine_incidents.open_failed(engine, reason)
+        return
+    delay = settings.ENGINE_BACKOFF_SECONDS * 2 ** (len(recent) - 1)
+    _transition(engine, S.BACKOFF, f"{reason}; retrying in {delay} s", pid=None, recent_failures=recent,
+                backoff_until=now + timedelta(seconds=delay), shm_segments=[])
+
+
+def _begin_stop(engine: Engine, reason: str, drain: bool = True) -> None:
+    """Stop routing to it (state draining); SIGTERM follows once in-flight requests are done.
+
+    vLLM drains on SIGTERM too, but it also waits out its whole shutdown
+    timeout in teardown; draining first and then terminating an idle server
+    stops it in seconds, and a request is never cut.
+    """
+    drain_for = engine.shutdown_timeout if drain else 0
+    _transition(engine, S.DRAINING, reason, stop_deadline=timezone.now() + timedelta(seconds=drain_for),
+                terminated_at=None, quiet_since=None)
+    if not drain:
+        _continue_stop(engine, processes.find(engine.pid, engine.process_started_at))
+
+
+def _continue_stop(engine: Engine, proc) -> None:
+    pgid, now = engine.pid, timezone.now()
+    if proc is None and (pgid is None or not processes.group_alive(pgid)):
+        processes.remove_shared_memory(engine.shm_segments)
+        _transition(engine, S.STOPPED, "stopped", pid=None, stop_deadline=None, terminated_at=None, ready_at=None,
+                    shm_segments=[])
+        _step_after_stop(engine)
+        return
+    if engine.terminated_at is None:
+        if now < engine.stop_deadline and not _drained(engine, proc, now):
+            return
+        processes.terminate(pgid)
+        Engine.objects.filter(pk=engine.pk, state=S.DRAINING).update(terminated_at=now)
+        engine.terminated_at = now
+    else:
+        waited = (now - engine.terminated_at).total_seconds()
+        if waited >= TERMINATE_GRACE or (waited >= SETTLE and metrics.in_flight(engine) == 0):
+            processes.kill_group(pgid)  # SIGKILL reaches the whole group: no orphans
+
+
+def _drained(engine: Engine, proc, now) -> bool:
+    """Nothing in flight for QUIET seconds, and routers had DRAIN_MIN to see the draining state.
+
+    The engine's counters drop to zero when the core finishes a request, a moment
+    before its last chunks leave the HTTP server; the quiet period covers that.
+    Both clocks run from the start of the drain, so an idle engine waits only DRAIN_MIN.
+    """
+    if proc is not None and metrics.in_flight(engine):
+        if engine.quiet_since:
+            Engine.objects.filter(pk=engine.pk).update(quiet_since=None)
+            engine.quiet_since = None
+        return False
+    if engine.quiet_since is None:
+        Engine.objects.filter(pk=engine.pk).update(quiet_since=now)
+        engine.quiet_since = now
+    return (now - engine.state_changed_at >= timedelta(seconds=DRAIN_MIN)
+            and now - engine.quiet_since >= timedelta(seconds=QUIET))
+
+
+def _step_after_stop(engine: Engine) -> None:
+    # A restart continues straight into the start, so it costs no extra reconcile interval.
+    engine.refresh_from_db()
+    if engine.enabled and engine.state == S.STOPPED and engine.running_generation < engine.restart_generation:
+        _start(engine)
+
+
+def log_file(engine: Engine):
+    return settings.ENGINE_DIR / engine.name / "engine.log"

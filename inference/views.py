@@ -1,0 +1,27 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_POST
+
+from . import control
+from .models import Engine
+
+ACTIONS = {
+    "restart": (control.request_restart, "Restart requested"),
+    "stop": (control.request_stop, "Stop requested"),
+    "start": (control.request_start, "Start requested"),
+}
+
+
+@require_POST
+@permission_required("inference.change_engine", raise_exception=True)
+def engine_action(request, pk, action):
+    if action not in ACTIONS:
+        raise Http404(f"unknown engine action {action!r}")
+    engine = get_object_or_404(Engine, pk=pk)
+    request_change, done = ACTIONS[action]
+    request_change(engine)
+    control.kick(engine)
+    messages.success(request, f"{done} for engine {engine.name}.")
+    return redirect("dashboard")

@@ -1,0 +1,139 @@
+"""Scan a policy's root and decide what goes: the same decisions for a dry run and a real one.
+
+Over the limit, files old enough (mtime and ctime), matching the include
+patterns and no exclude pattern, and open or mapped by no process, are chosen
+oldest first until the root would be under its limit.
+"""
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from glmadmin.lib import openfiles, safewalk
+from inference.models import Engine, EngineState
+
+from .policy import split_patterns
+
+
+class Kept:
+    """Reasons a file stays, as counted in a run's record (besides safewalk.Skip)."""
+
+    TOO_YOUNG = "too_young"
+    EXCLUDED = "excluded"
+    OPEN = "open"
+    UNDER_LIMIT = "not_needed"  # eligible, but the root was under its limit without it
+    CHANGED = "changed_during_run"
+
+
+@dataclass
+class Plan:
+    scan: safewalk.Scan
+    limit: int
+    cutoff: float  # files whose max(mtime, ctime) is at or before this are old enough
+    chosen: list[tuple] = field(default_factory=list)
+    kept: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def size_before(self) -> int:
+        return self.scan.total_bytes
+
+    @property
+    def bytes_chosen(self) -> int:
+        return sum(f[3] for f in self.chosen)
+
+
+class Matcher:
+    """Include/exclude globs compiled once: a pattern with / is matched on the relative path, else on the name."""
+
+    def __init__(self, include: str, exclude: str):
+        self.include_all = split_patterns(include) in ([], ["*"]) and not split_patterns(exclude)
+        self.include = self._compile(split_patterns(include) or ["*"])
+        self.exclude = self._compile(split_patterns(exclude))
+
+    @staticmethod
+    def _compile(patterns):
+        by_name = [fnmatch.translate(p) for p in patterns if "/" not in p]
+        by_path = [fnmatch.translate(p) for p in patterns if "/" in p]
+        return (re.compile("|".join(by_name)) if by_name else None,
+                re.compile("|".join(by_path)) if by_path else None)
+
+    @staticmethod
+    def _hit(compiled, relpath_of, name) -> bool:
+        by_name, by_path = compiled
+        return bool((by_name and by_name.match(name)) or (by_path and by_path.match(relpath_of())))
+
+    def wanted(self, relpath_of, name: str) -> bool:
+        if self.include_all:
+            return True
+        return self._hit(self.include, relpath_of, name) and not self._hit(self.exclude, relpath_of, name)
+
+
+def engine_dirs() -> list[str]:
+    """Directories of engines that are not stopped: their model and their data directory."""
+    running = Engine.objects.exclude(state__in=[EngineState.STOPPED, EngineState.FAILED])
+    dirs = []
+    for engine in running.only("name", "model"):
+        dirs.append(os.path.realpath(settings.ENGINE_DIR / engine.name))
+        if engine.model.startswith("/"):
+            dirs.append(os.path.realpath(engine.model))
+    return dirs
+
+
+def protected_below(root: str, dirs: list[str]) -> tuple[set[str], str | None]:
+    """The engine directories below root (relative), and the one root itself lies in, if any."""
+    real_root = os.path.realpath(root)
+    inside, covering = set(), None
+    for d in dirs:
+        if real_root == d or real_root.startswith(d.rstrip("/") + "/"):
+            covering = d
+        elif d.startswith(real_root.rstrip("/") + "/"):
+            inside.add(os.path.relpath(d, real_root))
+    return inside, covering
+
+
+def plan(root: str, *, limit: int, min_age_hours: float, include: str, exclude: str, now: float,
+         open_inodes=openfiles.open_inodes) -> Plan:
+    """Scan root and choose what to remove (raises OSError if root cannot be opened)."""
+    protected, covering = protected_below(root, engine_dirs())
+    cutoff = now - min_age_hours * 3600
+    if covering:
+        # The whole root belongs to a running engine: measure it, touch nothing.
+        result = Plan(safewalk.scan(root), limit, cutoff)
+        result.kept[safewalk.Skip.PROTECTED] = len(result.scan.files)
+        return result
+    scanned = safewalk.scan(root, protected=protected)
+    result = Plan(scanned, limit, cutoff)
+    excess = scanned.total_bytes - limit
+    if excess <= 0:
+        return result
+    matcher = Matcher(include, exclude)
+    kept = result.kept
+    candidates = []
+    for f in scanned.files:
+        if f[4] > cutoff:
+            kept[Kept.TOO_YOUNG] = kept.get(Kept.TOO_YOUNG, 0) + 1
+        elif not matcher.wanted(lambda f=f: scanned.relpath(f[0], f[1]), f[1]):
+            kept[Kept.EXCLUDED] = kept.get(Kept.EXCLUDED, 0) + 1
+        else:
+            candidates.append(f)
+    candidates.sort(key=lambda f: f[4])
+    busy = open_inodes() if candidates else set()
+    dev = scanned.dev
+    for i, f in enumerate(candidates):
+        if (dev, f[2]) in busy:
+            kept[Kept.OPEN] = kept.get(Kept.OPEN, 0) + 1
+            continue
+        result.chosen.append(f)
+        excess -= f[3]
+        if excess <= 0:
+            rest = candidates[i + 1:]
+            open_rest = sum(1 for g in rest if (dev, g[2]) in busy)
+            if open_rest:
+                kept[Kept.OPEN] = kept.get(Kept.OPEN, 0) + open_rest
+            if len(rest) - open_rest:
+                kept[Kept.UNDER_LIMIT] = len(rest) - open_rest
+            break
+    return result
