@@ -190,6 +190,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("GLMADMIN_LOG_LEVEL", "INFO")},
-    # One line per probe request would drown the log.
-    "loggers": {"httpx": {"level": "WARNING"}},
+    # One line per probe request, or per periodic task sent, received and finished, would drown
+    # the log (checks run every few seconds); failures still show.
+    "loggers": {name: {"level": "WARNING"} for name in
+                ("httpx", "celery.app.trace", "celery.worker.strategy", "celery.beat")},
 }

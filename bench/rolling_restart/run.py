@@ -69,21 +69,28 @@ class Load:
 
     async def stream(self, http, port):
         body = {"model": "bench", "prompt": "hello", "max_tokens": self.max_tokens, "stream": True,
-                "ignore_eos": True}
+                "ignore_eos": True, "stream_options": {"include_usage": True}}
         async with http.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=60) as r:
             if r.status_code != 200:
                 raise RuntimeError(f"HTTP {r.status_code}")
-            tokens, done = 0, False
-            async for line in r.aiter_lines():
-                if line == "data: [DONE]":
-                    done = True
-                elif line.startswith("data: "):
-                    chunk = json.loads(line[6:])
+            # SSE events end with a blank line. Split the bytes ourselves: a line splitter would also
+            # break at U+2028 or U+0085, which a random model's text can contain.
+            buffer, done, tokens = b"", False, 0
+            async for data in r.aiter_bytes():
+                buffer += data
+                *events, buffer = buffer.split(b"\n\n")
+                for event in events:
+                    payload = event.decode().removeprefix("data: ")
+                    if payload == "[DONE]":
+                        done = True
+                        continue
+                    chunk = json.loads(payload)
                     if "error" in chunk:
                         raise RuntimeError(chunk["error"])
-                    tokens += 1
-            if not done or tokens < self.max_tokens:
-                raise RuntimeError(f"stream cut after {tokens} chunks")
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"]["completion_tokens"]
+            if not done or tokens != self.max_tokens:
+                raise RuntimeError(f"stream cut: {tokens} tokens, done={done}")
 
     async def run_during(self, action):
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
