@@ -1,16 +1,16 @@
 """What the status bar and the live state say about the engines."""
 
-from django.db.models import Q
-
 from .models import Engine
 from .models import EngineState as S
 
 TROUBLE = {S.FAILED, S.BACKOFF, S.UNHEALTHY}
 
 
-def engine_summary() -> dict:
+def engine_summary(rows: list[tuple[str, str, bool]] | None = None) -> dict:
+    """The status bar's word on engines, from (name, state, enabled) rows (read if not given)."""
+    rows = engine_rows() if rows is None else rows
     # A failed engine counts even if disabled: it is the one that needs attention.
-    states = list(Engine.objects.filter(Q(enabled=True) | Q(state=S.FAILED)).values_list("state", flat=True))
+    states = [state for _, state, enabled in rows if enabled or state == S.FAILED]
     if not states:
         return {"state": "none", "label": "no engines"}
     ready = states.count(S.READY)
@@ -23,5 +23,5 @@ def engine_summary() -> dict:
     return {"state": state, "label": f"{ready}/{len(states)} ready"}
 
 
-def engine_states() -> list[dict]:
-    return [{"name": name, "state": state} for name, state in Engine.objects.values_list("name", "state")]
+def engine_rows() -> list[tuple[str, str, bool]]:
+    return list(Engine.objects.values_list("name", "state", "enabled"))

@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from glmadmin.lib import processes
 from glmadmin.lib.redis import single_flight
+from monitoring import live
 
-from . import health, metrics, options
+from . import engine_incidents, health, metrics, options
 from .models import Engine, EngineEvent
 from .models import EngineState as S
 
@@ -100,14 +101,8 @@ def _transition(engine: Engine, state: str, reason: str, **fields) -> bool:
     for name, value in {"state": state, "state_reason": reason, "state_changed_at": now, **fields}.items():
         setattr(engine, name, value)
     log.info("engine %s: %s -> %s (%s)", engine.name, previous, state, reason)
-    transaction.on_commit(_publish)
+    transaction.on_commit(lambda: live.publish(force=True))
     return True
-
-
-def _publish():
-    from monitoring import live
-
-    live.publish(force=True)
 
 
 def _start(engine: Engine) -> None:
@@ -165,8 +160,6 @@ def _became_ready(engine: Engine, probe: health.Probe) -> None:
     if _transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
                    last_probe_at=now, last_probe_ms=probe.latency_ms, probe_failures=0, backoff_until=None,
                    shm_segments=processes.shared_memory(engine.pid)):
-        from . import engine_incidents
-
         engine_incidents.resolve(engine)
 
 
@@ -195,8 +188,6 @@ def _crashed(engine: Engine, reason: str) -> None:
         reason = f"{len(recent)} failures within {window.seconds // 60} min; last: {reason}"
         if _transition(engine, S.FAILED, reason, pid=None, recent_failures=recent, backoff_until=None,
                        shm_segments=[]):
-            from . import engine_incidents
-
             engine_incidents.open_failed(engine, reason)
         return
     delay = settings.ENGINE_BACKOFF_SECONDS * 2 ** (len(recent) - 1)

@@ -17,7 +17,7 @@ from django.db.models import Sum
 from django.template.loader import render_to_string
 
 from glmadmin.lib import redis as rd
-from inference.status import engine_states, engine_summary
+from inference.status import engine_rows, engine_summary
 
 from . import admission
 from .models import CleanupPolicy, Incident, WatchedFilesystem
@@ -28,6 +28,7 @@ GROUP = "live"
 def state() -> dict:
     filesystems = list(WatchedFilesystem.objects.filter(enabled=True))
     incidents = list(Incident.objects.open().order_by("-opened_at"))
+    engines = engine_rows()  # one query serves the status bar and the engine cards
     readable = [fs for fs in filesystems if fs.last_percent is not None]
     fullest = max(readable, key=lambda fs: fs.last_percent, default=None)
     return {
@@ -36,8 +37,8 @@ def state() -> dict:
         # Sizes stored by cleanup runs and the periodic measurement: a page view never walks the disk.
         "cache_bytes": CleanupPolicy.objects.filter(enabled=True, engine_cache=True).aggregate(
             total=Sum("last_size_bytes"))["total"] or 0,
-        "engine": engine_summary(),
-        "engines": engine_states(),
+        "engine": engine_summary(engines),
+        "engines": [{"name": name, "state": state} for name, state, _ in engines],
         "admission": admission.from_incidents(incidents).as_dict(),
         "incidents": [
             {"id": i.pk, "level": i.level, "title": i.title, "message": i.message, "is_test": i.is_test,

@@ -6,7 +6,6 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
-from glmadmin.lib import processes
 from inference import supervisor
 from inference.models import Engine
 
@@ -36,10 +35,6 @@ def engine_processes(port: int) -> list[psutil.Process]:
         if supervisor.VLLM_MARKER in cmdline and str(port) in cmdline:
             found.append(proc)
     return found
-
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    return processes.group_members(pgid)
 
 
 def events(engine: Engine) -> list[str]:

@@ -20,7 +20,7 @@ from inference.models import Engine
 from inference.models import EngineState as S
 from monitoring.models import Incident
 from tests.conftest import manage
-from tests.engines import engine_processes, events, group_members, require_runtime, step_until
+from tests.engines import engine_processes, events, require_runtime, step_until
 
 PORT = 8131
 STARTUP = 240
@@ -90,7 +90,7 @@ def test_restart_engine_command_end_to_end(ready):
     assert lines[-1] == "ready: pool-a"
     engine.refresh_from_db()
     assert engine.pid != old_pid and engine.restarts >= 1
-    assert group_members(old_pid) == []  # nothing of the old engine is left
+    assert processes.group_members(old_pid) == []  # nothing of the old engine is left
     assert [p.pid for p in engine_processes(PORT)] == [engine.pid]
     assert [path for path in old_segments if os.path.exists(path)] == []
 
@@ -122,11 +122,11 @@ def test_killed_engine_core_is_detected_and_restarted(ready, settings):
     engine.refresh_from_db()
     old_pid = engine.pid
     old_segments = processes.shared_memory(old_pid)
-    core = next(p for p in group_members(old_pid) if "EngineCore" in " ".join(p.cmdline()))
+    core = next(p for p in processes.group_members(old_pid) if "EngineCore" in " ".join(p.cmdline()))
     core.send_signal(signal.SIGKILL)
     engine = step_until(engine, lambda e: e.state == S.READY and e.pid != old_pid, STARTUP, "restarted after kill -9")
     assert S.BACKOFF in events(engine)[-3:] or S.UNHEALTHY in events(engine)[-4:]
-    assert group_members(old_pid) == []
+    assert processes.group_members(old_pid) == []
     # A crashed engine's shared memory (hundreds of MB) does not pile up in /dev/shm.
     assert [path for path in old_segments if os.path.exists(path)] == []
 
@@ -141,7 +141,7 @@ def test_frozen_engine_is_unhealthy_after_three_probes_then_restarted(ready, set
     engine = step_until(engine, lambda e: e.state == S.UNHEALTHY, 60, "unhealthy")
     assert engine.state_reason.startswith("3 failed probes in a row")
     engine = step_until(engine, lambda e: e.state == S.READY and e.pid != old_pid, STARTUP, "restarted")
-    assert group_members(old_pid) == []
+    assert processes.group_members(old_pid) == []
 
 
 def test_two_reconciles_at_once_start_one_process(ready):
@@ -175,7 +175,7 @@ def test_stop_leaves_no_process_and_frees_the_port(ready):
     assert result.stdout.splitlines()[-1] == "stopped: pool-a"
     engine.refresh_from_db()
     assert (engine.state, engine.pid, engine.enabled) == (S.STOPPED, None, False)
-    assert group_members(pid) == []
+    assert processes.group_members(pid) == []
     assert engine_processes(PORT) == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=2)
