@@ -10,12 +10,25 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from monitoring.routing import websocket_urlpatterns  # noqa: E402
+from inference.gateway.asgi import application as gateway_app  # noqa: E402
+from inference.routing import websocket_urlpatterns as inference_websockets  # noqa: E402
+from monitoring.routing import websocket_urlpatterns as monitoring_websockets  # noqa: E402
+
+
+async def http(scope, receive, send):
+    # The OpenAI API is served by its own lean ASGI app: no sessions, templates or
+    # middleware on the path of every streamed token.
+    if scope["path"].startswith("/v1/"):
+        return await gateway_app(scope, receive, send)
+    return await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http,
         # Origin first (a foreign page cannot ride the session cookie), then the session user.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(monitoring_websockets + inference_websockets))
+        ),
     }
 )

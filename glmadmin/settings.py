@@ -195,3 +195,48 @@ LOGGING = {
     "loggers": {name: {"level": "WARNING"} for name in
                 ("httpx", "celery.app.trace", "celery.worker.strategy", "celery.beat")},
 }
+
+# --- gateway (inference/gateway) -------------------------------------------------
+# Guards: a request above these is refused with a 400 naming the field.
+GATEWAY_MAX_BODY_BYTES = env_int("GLMADMIN_GATEWAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+GATEWAY_MAX_TOKENS = env_int("GLMADMIN_GATEWAY_MAX_TOKENS", 4096, minimum=1)
+# n and best_of (answers generated per request): each is a whole generation but one concurrency slot.
+GATEWAY_MAX_N = env_int("GLMADMIN_GATEWAY_MAX_N", 4, minimum=1)
+# Prompt length is estimated in characters (no tokenizer on the hot path).
+GATEWAY_MAX_PROMPT_CHARS = env_int("GLMADMIN_GATEWAY_MAX_PROMPT_CHARS", 100_000, minimum=1)
+# Defaults for new API keys (each key can be changed in the admin) and the chat page's users.
+GATEWAY_KEY_RPM = env_int("GLMADMIN_GATEWAY_KEY_RPM", 600, minimum=1)
+GATEWAY_KEY_CONCURRENCY = env_int("GLMADMIN_GATEWAY_KEY_CONCURRENCY", 16, minimum=1)
+GATEWAY_USER_RPM = env_int("GLMADMIN_GATEWAY_USER_RPM", 60, minimum=1)
+GATEWAY_USER_CONCURRENCY = env_int("GLMADMIN_GATEWAY_USER_CONCURRENCY", 4, minimum=1)
+# Retry-After (seconds) while new requests are paused, and while a model is loading.
+GATEWAY_PAUSED_RETRY_AFTER = env_int("GLMADMIN_GATEWAY_PAUSED_RETRY_AFTER", 60, minimum=1)
+GATEWAY_LOADING_RETRY_AFTER = env_int("GLMADMIN_GATEWAY_LOADING_RETRY_AFTER", 15, minimum=1)
+GATEWAY_CONNECT_TIMEOUT = env_int("GLMADMIN_GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
+# A request counts as in flight (for limits and engine drains) this long past its last renewal; a
+# running request's lease is renewed every quarter of it. The bound on what a killed web process
+# leaves counted.
+GATEWAY_REQUEST_LEASE = env_int("GLMADMIN_GATEWAY_REQUEST_LEASE", 120, minimum=2)
+# The plain key of a new API key is shown once after it is saved: a message kept in the session
+# (server side), not in the default cookie storage, which would send the secret to the browser.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# --- chat (inference/chat) -------------------------------------------------------
+# Uploads (.txt/.pdf) put into a conversation: larger files are refused with a clear message.
+CHAT_UPLOAD_MAX_BYTES = env_int("GLMADMIN_CHAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, minimum=1)
+# The conversation sent with each turn is cut, oldest turns first, to this many characters so that
+# it fits the engine's context (--max-model-len 4096 tokens by default, a few characters a token);
+# an upload whose text alone is longer is refused.
+CHAT_HISTORY_MAX_CHARS = env_int("GLMADMIN_CHAT_HISTORY_MAX_CHARS", 8000, minimum=100)
+# The longest answer the page asks for; the page may ask for less.
+CHAT_MAX_TOKENS = env_int("GLMADMIN_CHAT_MAX_TOKENS", 1024, minimum=1)
+
+# --- telemetry (monitoring/telemetry) --------------------------------------------
+# Sampling interval and retention are edited in the admin (Telemetry settings), not here.
+# One engine's /metrics may take this long per cycle before it counts as not answering.
+TELEMETRY_SCRAPE_TIMEOUT = env_int("GLMADMIN_TELEMETRY_SCRAPE_TIMEOUT", 2, minimum=1)
+# Rates and percentiles need the previous scrape; one older than this starts a new window instead.
+TELEMETRY_WINDOW_MAX_SECONDS = env_int("GLMADMIN_TELEMETRY_WINDOW_MAX_SECONDS", 300, minimum=10)
+# Prometheus /metrics: scrapers send "Authorization: Bearer <token>"; without a token set,
+# only loopback clients are answered.
+METRICS_TOKEN = env_secret("GLMADMIN_METRICS_TOKEN")

@@ -7,5 +7,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("engines/", include("inference.urls")),
+    path("chat/", include("inference.chat.urls")),
+    path("api/", include("inference.gateway.urls")),
     path("", include("monitoring.urls")),
 ]

@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from . import control
-from .models import Engine, EngineEvent
+from .gateway import keys
+from .models import ApiKey, Engine, EngineEvent
 from .models import EngineState as S
 
 
@@ -63,3 +65,27 @@ class EngineAdmin(admin.ModelAdmin):
     @admin.action(description="Start selected engines", permissions=["change"])
     def start_selected(self, request, queryset):
         self._act(request, queryset, control.request_start, "Start requested for")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "owner", "requests_per_minute", "max_concurrent", "created_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "owner__username")
+    fields = ("name", "owner", "requests_per_minute", "max_concurrent", "prefix", "created_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "revoked_at")
+    actions = ["revoke_selected"]
+
+    def save_model(self, request, obj, form, change):
+        plain = None if change else obj.new_secret()
+        super().save_model(request, obj, form, change)
+        if plain:
+            # Only the hash is stored: this message is the one time anyone sees the key.
+            self.message_user(request, f"The new API key for {obj.name} is {plain} — copy it now: "
+                                       "it is not stored and cannot be shown again.", messages.SUCCESS)
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        keys.publish()  # update() sends no signals; a revoked key must stop working now
+        self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)

@@ -13,3 +13,14 @@ class InferenceConfig(AppConfig):
 
         post_save.connect(schedules.on_engine_saved, sender=Engine, dispatch_uid="engine-daily-restart")
         post_delete.connect(schedules.on_engine_deleted, sender=Engine, dispatch_uid="engine-daily-restart-delete")
+
+        from glmadmin import exporter
+
+        from .gateway import keys, metrics, routing
+        from .models import ApiKey
+
+        # The gateway reads engines and keys from Redis: every change is written there.
+        for signal in (post_save, post_delete):
+            signal.connect(routing.on_change, sender=Engine, dispatch_uid=f"gateway-routes-{signal is post_save}")
+            signal.connect(keys.on_change, sender=ApiKey, dispatch_uid=f"gateway-keys-{signal is post_save}")
+        exporter.register(metrics.GatewayCollector())

@@ -1,3 +1,6 @@
+import hashlib
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -134,3 +137,51 @@ class EngineEvent(models.Model):
 
     def __str__(self):
         return f"{self.engine_id}: {self.previous} -> {self.state}"
+
+
+def default_key_rpm():
+    return settings.GATEWAY_KEY_RPM
+
+
+def default_key_concurrency():
+    return settings.GATEWAY_KEY_CONCURRENCY
+
+
+class ApiKey(models.Model):
+    """A key for the OpenAI-compatible API. Only its SHA-256 is stored: the key is shown once, when made."""
+
+    PREFIX = "sk-glm-"
+
+    name = models.CharField(max_length=100, help_text="Who or what uses this key, e.g. “search team batch jobs”.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="api_keys")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    requests_per_minute = models.PositiveIntegerField(default=default_key_rpm, validators=[MinValueValidator(1)])
+    max_concurrent = models.PositiveIntegerField("concurrent requests", default=default_key_concurrency,
+                                                 validators=[MinValueValidator(1)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(plain: str) -> str:
+        # Keys are 256 random bits: a fast hash is enough (no dictionary to guess from), and it is
+        # computed on every request.
+        return hashlib.sha256(plain.encode()).hexdigest()
+
+    def new_secret(self) -> str:
+        """Give the (unsaved) key a fresh secret; returns the plain key, which is not kept anywhere."""
+        plain = self.PREFIX + secrets.token_urlsafe(32)
+        self.prefix, self.key_hash = plain[:len(self.PREFIX) + 4], self.hash(plain)
+        return plain
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -23,6 +23,7 @@ from glmadmin.lib.redis import single_flight
 from monitoring import live
 
 from . import engine_incidents, health, metrics, options
+from .gateway import routing as gateway_routing
 from .models import Engine, EngineEvent
 from .models import EngineState as S
 
@@ -101,8 +102,13 @@ def _transition(engine: Engine, state: str, reason: str, **fields) -> bool:
     for name, value in {"state": state, "state_reason": reason, "state_changed_at": now, **fields}.items():
         setattr(engine, name, value)
     log.info("engine %s: %s -> %s (%s)", engine.name, previous, state, reason)
-    transaction.on_commit(lambda: live.publish(force=True))
+    transaction.on_commit(_published)
     return True
+
+
+def _published() -> None:
+    gateway_routing.publish()  # first: the gateway stops routing to a draining engine now
+    live.publish(force=True)
 
 
 def _start(engine: Engine) -> None:
@@ -236,7 +242,8 @@ def _drained(engine: Engine, proc, now) -> bool:
     before its last chunks leave the HTTP server; the quiet period covers that.
     Both clocks run from the start of the drain, so an idle engine waits only DRAIN_MIN.
     """
-    if proc is not None and metrics.in_flight(engine):
+    # The gateway's own count too: a stream it still relays is not over when the engine's counters say so.
+    if proc is not None and (metrics.in_flight(engine) or gateway_routing.in_flight(engine.name)):
         if engine.quiet_since:
             Engine.objects.filter(pk=engine.pk).update(quiet_since=None)
             engine.quiet_since = None

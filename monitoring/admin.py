@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 from django.db import transaction
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from .cleanup.logs import write_config as write_log_config
 from .incidents import acknowledge
@@ -12,6 +14,7 @@ from .models import (
     LogPolicy,
     Notification,
     NotificationChannel,
+    TelemetrySettings,
     WatchedFilesystem,
 )
 from .notifications import delivery, planner
@@ -207,3 +210,30 @@ class CleanupRunAdmin(admin.ModelAdmin):
     @admin.display(description="freed")
     def freed(self, run):
         return gib(run.bytes_freed)
+
+
+# --- telemetry -----------------------------------------------------------------------
+
+@admin.register(TelemetrySettings)
+class TelemetrySettingsAdmin(admin.ModelAdmin):
+    """One row, read by every run: a change applies to the next sample without a restart."""
+
+    fieldsets = ((None, {
+        "description": "Raw samples feed the last-hour charts and the rules; 1-minute averages the longer history.",
+        "fields": ("sample_interval_seconds", "raw_retention_hours", "minute_retention_days"),
+    }),)
+
+    def has_add_permission(self, request):
+        return not TelemetrySettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        # The list of one row is a detour: open the row itself.
+        settings_row = TelemetrySettings.load()
+        return redirect(reverse("admin:monitoring_telemetrysettings_change", args=[settings_row.pk]))
+
+
+# The telemetry rules' admin lives beside the rules.
+from .telemetry import rule_admin  # noqa: E402,F401

@@ -21,6 +21,7 @@ from inference.status import engine_rows, engine_summary
 
 from . import admission
 from .models import CleanupPolicy, Incident, WatchedFilesystem
+from .telemetry import panel as telemetry_panel
 
 GROUP = "live"
 
@@ -48,6 +49,8 @@ def state() -> dict:
         "filesystems": [
             {"id": fs.pk, "percent": None if fs.last_percent is None else round(fs.last_percent)} for fs in filesystems
         ],
+        # GPUs, engine metrics and charts: read from what the sampler left in Redis, never measured here.
+        "telemetry": telemetry_panel.state(),
     }
 
 
@@ -59,6 +62,7 @@ def message(current: dict | None = None) -> dict:
         "html": {
             "statusbar": render_to_string("partials/statusbar.html", {"live": current}),
             "alerts": render_to_string("partials/alerts.html", {"live": current}),
+            "telemetry": render_to_string("partials/telemetry.html", telemetry_panel.context(current["telemetry"])),
         },
     }
 

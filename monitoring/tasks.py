@@ -3,6 +3,8 @@ expiry below the interval (a backlog after a worker outage is dropped, not
 replayed), and a lock makes a second copy return at once."""
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 
 from glmadmin.lib.redis import single_flight
 
@@ -10,6 +12,8 @@ from . import disk_check
 from .cleanup import service as cleanup
 from .models import Incident
 from .notifications import delivery, planner
+from .telemetry import schedule as telemetry_schedule
+from .telemetry import service as telemetry
 
 
 @shared_task
@@ -61,3 +65,35 @@ def measure_cache() -> str:
     changed = cleanup.measure()
     cleanup.publish()
     return "cache size changed" if changed else "cache size unchanged"
+
+
+# --- telemetry: each host samples itself, in its own queue; a cycle skips while the previous one runs ---
+
+@shared_task
+def sample_telemetry(host: str | None = None) -> str:
+    here = settings.GLMADMIN_HOST_NAME
+    if host not in (None, here):  # a worker consuming another host's queue would sample the wrong GPUs
+        return f"skipped: this worker is on host {here}, not {host}"
+    with single_flight(f"sample-telemetry:{here}", ttl_seconds=60) as acquired:
+        if not acquired:
+            return "skipped: the previous cycle is still running"
+        cycle = telemetry.sample()
+    return f"sampled {len(cycle.gpus)} GPU(s), {len(cycle.engines)} engine(s)"
+
+
+@worker_ready.connect
+def _sample_this_host(**kwargs):
+    # A worker that starts on a new host brings that host's sampling schedule with it.
+    telemetry_schedule.ensure_host_schedule(settings.GLMADMIN_HOST_NAME)
+
+
+@shared_task
+def downsample_telemetry() -> str:
+    with single_flight("downsample-telemetry", ttl_seconds=600) as acquired:
+        if not acquired:
+            return "skipped: another run is in progress"
+        return telemetry.maintain()
+
+
+# The telemetry rules' beat task lives beside the rules; importing it here registers it with Celery.
+from .telemetry.rule_tasks import watch_telemetry_flow  # noqa: E402,F401

@@ -1,15 +1,21 @@
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import live
 from .cleanup import service as cleanup_service
 from .history import disk_sparklines
 from .incidents import acknowledge as acknowledge_incident
 from .models import CleanupRun, Incident, WatchedFilesystem
+from .telemetry import access as telemetry_access
+from .telemetry import charts as telemetry_charts
+from .telemetry import exporter as telemetry_exporter
 
 
 def dashboard(request):
@@ -22,6 +28,7 @@ def dashboard(request):
         "filesystems": filesystems,
         "open_incidents": Incident.objects.open().select_related("acknowledged_by"),
         "history": history,
+        "telemetry_charts": telemetry_charts.cached(),
     })
 
 
@@ -61,3 +68,17 @@ def _cleanup(request, *, dry_run: bool):
     if not outcomes:
         messages.info(request, "No enabled cleanup or log policy.")
     return redirect(reverse("dashboard") + "#cleanup")
+
+
+# --- Prometheus: no session (scrapers have none); a token, or loopback when no token is set ---
+
+@login_not_required
+@require_GET
+def metrics(request):
+    if not telemetry_access.allowed(request):
+        response = HttpResponse("metrics need a bearer token (or a request from this machine when none is set)\n",
+                                status=401 if settings.METRICS_TOKEN else 403, content_type="text/plain")
+        if settings.METRICS_TOKEN:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(telemetry_exporter.render(), content_type=CONTENT_TYPE_LATEST)

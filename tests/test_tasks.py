@@ -12,7 +12,9 @@ def test_every_schedule_expires_before_its_next_run():
     assert {t.task for t in tasks} == {"monitoring.tasks.check_disks", "monitoring.tasks.prune_history",
                                        "monitoring.tasks.repeat_red_alerts",
                                        "monitoring.tasks.redeliver_stalled_notifications",
-                                       "monitoring.tasks.run_cleanup", "monitoring.tasks.measure_cache"}
+                                       "monitoring.tasks.run_cleanup", "monitoring.tasks.measure_cache",
+                                       "monitoring.telemetry.rule_tasks.watch_telemetry_flow",
+                                       "monitoring.tasks.sample_telemetry", "monitoring.tasks.downsample_telemetry"}
     for task in tasks:
         assert 0 < task.expire_seconds < task.interval.every, task.name
     assert PeriodicTask.objects.get(task="monitoring.tasks.check_disks").interval.every == 10

@@ -62,6 +62,9 @@
       if (msg.type !== "state") return;
       bar.innerHTML = msg.html.statusbar;
       alerts.innerHTML = msg.html.alerts;
+      // GPUs, engine metrics and charts: only the dashboard has the place for them.
+      var telemetry = document.getElementById("telemetry");
+      if (telemetry && msg.html.telemetry !== undefined) telemetry.innerHTML = msg.html.telemetry;
       hideDismissed();
       updateFilesystems(msg.state.filesystems);
       updateEngines(msg.state.engines || []);

@@ -1,0 +1,248 @@
+"""What the gateway adds: time to first token and throughput, through it vs. straight to vLLM.
+
+In one run, on a scratch glmadmin with one real vLLM engine (CPU build, demo model):
+
+  (A) the reference: C concurrent streaming clients straight to the engine;
+  (B) the same load through the gateway (uvicorn, one process) with an API key;
+
+for C in 1, 16 and 64, alternating A and B round by round so drift hits both.
+Each client streams completions of a fixed max_tokens back to back. Reports
+added TTFT p50/p99 (B - A) and the throughput ratio B / A (tokens/s).
+
+Then the gateway's own capacity: SSE chunks/s through one gateway process from
+a fast synthetic upstream (bench/gateway/synthetic.py), against the same
+client reading the synthetic upstream directly.
+
+    .venv/bin/python bench/gateway/run.py [--rounds 3] [--seconds 8] [--max-tokens 32] [--model DIR]
+                                          [--only paced|capacity]
+
+--only paced skips the engine: the paced synthetic upstream alone (what a small machine can measure).
+A request that fails is counted (failed_direct / failed_gateway), not fatal to the run.
+
+On a machine with an NVIDIA GPU the engine runs on GPU 0 (scripts/gpu_check/README.md says how it was
+run on the lent H100).
+"""
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.common import PY, ROOT, Scratch, wait_http  # noqa: E402
+
+ENGINE_PORT = 8143
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+async def one_stream(http, url, headers, body, ttfts, counts):
+    started = time.perf_counter()
+    first, tokens = None, 0
+    async with http.stream("POST", url, json=body, headers=headers) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
+        async for chunk in r.aiter_raw():
+            if first is None:
+                first = time.perf_counter() - started
+            tokens += chunk.count(b"\n\n")  # one event per token (and one [DONE])
+    ttfts.append(first)
+    counts.append(tokens - 1)
+
+
+async def load(url, headers, body, clients, seconds, failures=None):
+    """clients streaming back to back for `seconds`: (TTFTs, tokens/s). A failed request is appended to
+    failures (when given) and the client goes on: one broken connection must not end a whole run."""
+    ttfts, counts = [], []
+    failures = [] if failures is None else failures
+    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+        deadline = time.perf_counter() + seconds
+
+        async def client():
+            while time.perf_counter() < deadline:
+                try:
+                    await one_stream(http, url, headers, body, ttfts, counts)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        took = time.perf_counter() - started
+    return ttfts, sum(counts) / took
+
+
+def start_gateway(scratch, port):
+    proc = subprocess.Popen([PY, "-m", "uvicorn", "glmadmin.asgi:application", "--port", str(port),
+                             "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=scratch.env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("the gateway did not start")
+
+
+def compare(args, direct_url, gateway_url, headers, model):
+    body = {"model": model, "prompt": "hello", "max_tokens": args.max_tokens, "stream": True, "ignore_eos": True,
+            "temperature": 0}
+    rows = []
+    for clients in (1, 16, 64):
+        samples = {"direct": ([], []), "gateway": ([], [])}
+        failed = {"direct": [], "gateway": []}
+        asyncio.run(load(direct_url, {}, body, clients, 2))  # warm up both paths
+        asyncio.run(load(gateway_url, headers, body, clients, 2))
+        for round_ in range(args.rounds):
+            order = [("direct", direct_url, {}), ("gateway", gateway_url, headers)]
+            for name, url, hdrs in order if round_ % 2 == 0 else order[::-1]:
+                ttfts, rate = asyncio.run(load(url, hdrs, body, clients, args.seconds, failed[name]))
+                samples[name][0].extend(ttfts)
+                samples[name][1].append(rate)
+        for name, errors in failed.items():
+            if errors:
+                print(f"    {len(errors)} {name} request(s) failed, e.g. {errors[0]}", flush=True)
+        (a_ttft, a_rate), (b_ttft, b_rate) = samples["direct"], samples["gateway"]
+        row = {"clients": clients, "requests_direct": len(a_ttft), "requests_gateway": len(b_ttft),
+               "failed_direct": len(failed["direct"]), "failed_gateway": len(failed["gateway"]),
+               "ttft_p50_direct_ms": percentile(a_ttft, 0.5) * 1000,
+               "ttft_p50_gateway_ms": percentile(b_ttft, 0.5) * 1000,
+               "ttft_p99_direct_ms": percentile(a_ttft, 0.99) * 1000,
+               "ttft_p99_gateway_ms": percentile(b_ttft, 0.99) * 1000,
+               "tokens_per_s_direct": sum(a_rate) / len(a_rate), "tokens_per_s_gateway": sum(b_rate) / len(b_rate)}
+        row["added_ttft_p50_ms"] = row["ttft_p50_gateway_ms"] - row["ttft_p50_direct_ms"]
+        row["added_ttft_p99_ms"] = row["ttft_p99_gateway_ms"] - row["ttft_p99_direct_ms"]
+        row["throughput_ratio"] = row["tokens_per_s_gateway"] / row["tokens_per_s_direct"]
+        rows.append(row)
+        print(f"{clients:>3} streams: TTFT p50 {row['ttft_p50_direct_ms']:.1f} -> {row['ttft_p50_gateway_ms']:.1f} ms "
+              f"(added {row['added_ttft_p50_ms']:+.2f}), p99 {row['ttft_p99_direct_ms']:.1f} -> "
+              f"{row['ttft_p99_gateway_ms']:.1f} ms (added {row['added_ttft_p99_ms']:+.2f}); tokens/s "
+              f"{row['tokens_per_s_direct']:.0f} -> {row['tokens_per_s_gateway']:.0f} "
+              f"(ratio {row['throughput_ratio']:.3f} vs direct)", flush=True)
+    return rows
+
+
+def paced(args, gateway_url, headers):
+    """The same A/B against a synthetic upstream paced like an engine (no engine competing for the CPU)."""
+    from inference.gateway import routing
+    from inference.models import Engine
+
+    port = free_port()
+    upstream = subprocess.Popen([PY, str(Path(__file__).with_name("synthetic.py")), str(port), "20", "5"])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 30)
+        # No supervisor runs here (nothing would start it): marked ready by hand.
+        Engine.objects.create(name="paced", port=port, model="paced", served_model_name="paced")
+        Engine.objects.filter(name="paced").update(state="ready")
+        routing.publish()
+        print("paced synthetic upstream (20 ms to first token, 5 ms per token):", flush=True)
+        return compare(args, f"http://127.0.0.1:{port}/v1/completions", gateway_url, headers, "paced")
+    finally:
+        upstream.terminate()
+
+
+def capacity(args, scratch, gateway_url, headers):
+    """SSE chunks/s through one gateway process from the synthetic upstream (vs. reading it directly)."""
+    from inference.gateway import routing
+    from inference.models import Engine
+
+    port = free_port()
+    upstream = subprocess.Popen([PY, str(Path(__file__).with_name("synthetic.py")), str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 30)
+        # Never started by a supervisor (none runs here); marked ready by hand below.
+        Engine.objects.create(name="synthetic", port=port, model="synthetic", served_model_name="synthetic")
+        Engine.objects.filter(name="synthetic").update(state="ready")
+        routing.publish()
+        body = {"model": "synthetic", "prompt": "x", "max_tokens": 2000, "stream": True}
+        results = {}
+        for name, url, hdrs in (("direct", f"http://127.0.0.1:{port}/v1/completions", {}),
+                                ("gateway", gateway_url, headers)) * 2:
+            _, rate = asyncio.run(load(url, hdrs, body, args.capacity_clients, args.seconds))
+            results.setdefault(name, []).append(rate)
+        direct, gateway = max(results["direct"]), max(results["gateway"])
+        print(f"capacity, {args.capacity_clients} streams from a synthetic upstream: {gateway:.0f} SSE chunks/s "
+              f"through one gateway process vs {direct:.0f} read directly (ratio {gateway / direct:.2f})", flush=True)
+        return {"clients": args.capacity_clients, "chunks_per_s_gateway": gateway, "chunks_per_s_direct": direct}
+    finally:
+        upstream.terminate()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--capacity-clients", type=int, default=32)
+    parser.add_argument("--model", help="a model directory to serve instead of generating the demo model")
+    parser.add_argument("--only", choices=("paced", "capacity"), help="only this part: no engine is started")
+    args = parser.parse_args()
+    scratch = Scratch("gateway-bench")
+    from inference import demo
+    from inference.models import ApiKey, Engine
+
+    with_engine = args.only is None
+    # On a GPU machine the same tiny model runs on the first GPU (a small share of its memory).
+    gpu = {"gpu_ids": "0", "gpu_memory_utilization": 0.2} if demo.has_nvidia_gpu() else {}
+    if with_engine:
+        model = args.model or str(scratch.demo_model())
+        Engine.objects.create(name="bench", port=ENGINE_PORT, model=model, served_model_name="bench",
+                              enforce_eager=True, max_num_seqs=128, **gpu)
+    key = ApiKey(name="bench", requests_per_minute=10**6, max_concurrent=10**4)
+    plain = key.new_secret()
+    key.save()
+    gateway_port = free_port()
+    gateway = None
+    results = {"args": vars(args)}
+    try:
+        if with_engine:
+            scratch.manage("start_engine", "bench", "--timeout", "600")
+        gateway = start_gateway(scratch, gateway_port)
+        headers = {"Authorization": f"Bearer {plain}"}
+        gateway_url = f"http://127.0.0.1:{gateway_port}/v1/completions"
+        if with_engine:
+            print(f"real vLLM engine ({'GPU' if gpu else 'CPU'} build, demo model):", flush=True)
+            results["vllm"] = compare(args, f"http://127.0.0.1:{ENGINE_PORT}/v1/completions", gateway_url, headers,
+                                      "bench")
+            scratch.manage("stop_engine", "bench")  # its CPU use would blur the next measurements
+        if args.only in (None, "paced"):
+            results["paced"] = paced(args, gateway_url, headers)
+        if args.only in (None, "capacity"):
+            results["capacity"] = capacity(args, scratch, gateway_url, headers)
+        for name in ("vllm", "paced"):
+            if name in results:
+                at16, at64 = results[name][1], results[name][2]
+                print(f"goals ({name}): added TTFT at 16 streams p50 {at16['added_ttft_p50_ms']:+.2f} ms (goal <= 1), "
+                      f"p99 {at16['added_ttft_p99_ms']:+.2f} ms (goal <= 5); throughput ratio at 64 streams "
+                      f"{at64['throughput_ratio']:.3f} vs direct (goal >= 0.97)")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.json"
+        out.write_text(json.dumps(results, indent=1))
+        print(f"results: {out}")
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+        if with_engine:
+            scratch.manage("stop_engine", "--all", check=False)
+        scratch.close()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: admission, API keys and limits, routing to engines, proxying."""

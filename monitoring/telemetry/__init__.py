@@ -1,0 +1,1 @@
+"""GPU, engine and host telemetry: sampling, storage with downsampling, rules that act."""

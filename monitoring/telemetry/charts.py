@@ -1,0 +1,141 @@
+"""The dashboard's telemetry charts: SVG paths drawn on the server from the stored series.
+
+Samples are averaged into fixed time buckets, so a chart costs the same
+whatever the sampling interval; the last hour reads the raw samples, the last
+day the 1-minute averages. Charts are computed once per cycle by the sampler
+(and the day charts once a minute) and kept in Redis, so a page view or a live
+publish never queries the series.
+"""
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+
+from glmadmin.lib import redis as rd
+from inference.models import Engine
+
+from ..models import DiskSample, EngineSample, GpuSample, Resolution, WatchedFilesystem
+
+WIDTH, HEIGHT = 240, 60
+RANGES = {"hour": (timedelta(hours=1), Resolution.RAW, 120), "day": (timedelta(days=1), Resolution.MINUTE, 144)}
+KEEP_SECONDS = 3600
+COLOURS = 8  # series-0 .. series-7 in app.css
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str
+    unit: str
+    percent: bool  # 0-100 axis; else scaled to the largest value shown
+
+
+METRICS = (
+    Metric("gpu_memory", "GPU memory", "%", True),
+    Metric("gpu_util", "GPU utilisation", "%", True),
+    Metric("kv_cache", "KV cache", "%", True),
+    Metric("ttft_p95", "TTFT p95", "s", False),
+    Metric("tokens_per_s", "Tokens/s", "tok/s", False),
+    Metric("disk", "Disk", "%", True),
+)
+
+
+def series(since, resolution) -> dict[str, dict[str, list[tuple]]]:
+    """metric key -> subject label -> [(at, value)] since `since`."""
+    out: dict[str, dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+    gpu_rows = list(GpuSample.objects.filter(resolution=resolution, at__gte=since).values_list(
+        "host", "index", "at", "memory_used", "memory_total", "utilization"))
+    several_hosts = len({row[0] for row in gpu_rows}) > 1
+    for host, index, at, used, total, util in gpu_rows:
+        label = f"{host} GPU {index}" if several_hosts else f"GPU {index}"
+        out["gpu_memory"][label].append((at, 100.0 * used / total if total else None))
+        out["gpu_util"][label].append((at, util))
+    names = dict(Engine.objects.values_list("pk", "name"))
+    engine_rows = EngineSample.objects.filter(resolution=resolution, at__gte=since).values_list(
+        "engine_id", "at", "kv_cache_usage", "ttft_p95", "generation_tokens_per_s")
+    for engine_id, at, kv, ttft, tps in engine_rows:
+        label = names.get(engine_id, f"engine {engine_id}")
+        for key, value in (("kv_cache", kv), ("ttft_p95", ttft), ("tokens_per_s", tps)):
+            out[key][label].append((at, value))
+    labels = dict(WatchedFilesystem.objects.values_list("pk", "label"))
+    for fs_id, at, percent in DiskSample.objects.filter(at__gte=since).values_list("filesystem_id", "at", "percent"):
+        out["disk"][labels.get(fs_id, str(fs_id))].append((at, percent))
+    return out
+
+
+def build(range_name: str, now=None) -> list[dict]:
+    """One chart per metric over the range: its subjects' SVG paths, axis maximum and latest values."""
+    span, resolution, buckets = RANGES[range_name]
+    now = now or timezone.now()
+    start = now - span
+    data = series(start, resolution)
+    charts = []
+    for metric in METRICS:
+        subjects = data.get(metric.key, {})
+        averaged = {label: _buckets(points, start, span, buckets) for label, points in sorted(subjects.items())}
+        top = 100.0 if metric.percent else _nice_max(v for b in averaged.values() for v in b.values())
+        lines = [{"label": label, "path": _path(by_bucket, buckets, top), "last": _last(subjects[label])}
+                 for label, by_bucket in averaged.items()]
+        drawn = [{**line, "colour": i % COLOURS} for i, line in enumerate(line for line in lines if line["path"])]
+        charts.append({"key": metric.key, "title": metric.title, "unit": metric.unit, "max": top,
+                       "range": range_name, "lines": drawn})
+    return charts
+
+
+def _buckets(points, start, span, buckets) -> dict[int, float]:
+    sums: dict[int, list[float]] = defaultdict(list)
+    for at, value in points:
+        if value is not None:
+            bucket = min(buckets - 1, max(0, int((at - start) / span * buckets)))
+            sums[bucket].append(value)
+    return {b: sum(v) / len(v) for b, v in sums.items()}
+
+
+def _path(by_bucket: dict[int, float], buckets: int, top: float) -> str:
+    """An SVG path; an empty bucket (no samples, e.g. the engine was down) breaks the line."""
+    parts, previous = [], None
+    for bucket in sorted(by_bucket):
+        x = bucket * WIDTH / (buckets - 1)
+        y = HEIGHT - min(by_bucket[bucket], top) * HEIGHT / top
+        parts.append(f"{'L' if previous == bucket - 1 else 'M'}{x:.1f},{y:.1f}")
+        previous = bucket
+    if len(parts) == 1:  # a lone point draws nothing: make it a dot
+        parts.append("l0.1,0")
+    return " ".join(parts)
+
+
+def _last(points) -> float | None:
+    values = [v for _, v in sorted(points, key=lambda p: p[0]) if v is not None]
+    return values[-1] if values else None
+
+
+def _nice_max(values) -> float:
+    """The axis top: the largest value rounded up to 1, 2 or 5 times a power of ten."""
+    top = max(values, default=0.0)
+    if top <= 0:
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(top))
+    return next(step * magnitude for step in (1, 2, 5, 10) if top <= step * magnitude * (1 + 1e-9))
+
+
+def refresh(now=None) -> dict:
+    """Recompute the hour charts, and the day charts when their minute has passed; keep both in Redis."""
+    now = now or timezone.now()
+    client = rd.client()
+    day_key = rd.key("telemetry", "charts", "day", now.strftime("%Y%m%d%H%M"))
+    day = client.get(day_key)
+    if day is None:
+        day = json.dumps(build("day", now))
+        client.set(day_key, day, ex=120)
+    charts = {"hour": build("hour", now), "day": json.loads(day)}
+    client.set(rd.key("telemetry", "charts"), json.dumps(charts), ex=KEEP_SECONDS)
+    return charts
+
+
+def cached() -> dict:
+    raw = rd.client().get(rd.key("telemetry", "charts"))
+    return json.loads(raw) if raw else {"hour": [], "day": []}

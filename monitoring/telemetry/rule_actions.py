@@ -1,0 +1,53 @@
+"""What a rule may do besides raising an incident: restart an engine, at most once per cool-down."""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from inference import control
+from inference.models import Engine, EngineState
+
+from .rule_models import RuleRestart
+
+log = logging.getLogger(__name__)
+
+
+def restart(engine: Engine, reason: str, at: datetime, cooldown_minutes: int) -> str:
+    """Restart `engine` through the pool's normal path unless a rule did so within the cool-down.
+
+    Returns what happened, in words, for the incident's message.
+    """
+    if engine.state != EngineState.READY:
+        return f"engine {engine.name} not restarted: it is {engine.get_state_display().lower()} already"
+    if not _claim(engine, reason, at, timedelta(minutes=cooldown_minutes)):
+        last = RuleRestart.objects.filter(engine=engine).values_list("restarted_at", flat=True).first()
+        when = f" at {_clock(last)}" if last else ""
+        return (f"engine {engine.name} not restarted: a rule restarted it{when}, within the "
+                f"{cooldown_minutes} min cool-down")
+    control.request_restart(engine)
+    try:
+        control.kick(engine)
+    except Exception:  # noqa: BLE001 - the host's periodic reconcile carries the restart out anyway
+        log.exception("could not kick engine %s after a rule restart", engine.name)
+    log.warning("rule restart of engine %s: %s", engine.name, reason)
+    return f"engine {engine.name} restarted at {_clock(at)}"
+
+
+def _claim(engine: Engine, reason: str, at: datetime, cooldown: timedelta) -> bool:
+    # Two evaluations at once (or two rules in one) must not both restart: the row is the claim.
+    reason = reason[:300]
+    if RuleRestart.objects.filter(engine=engine, restarted_at__lte=at - cooldown).update(restarted_at=at,
+                                                                                       reason=reason):
+        return True
+    try:
+        with transaction.atomic():
+            RuleRestart.objects.create(engine=engine, restarted_at=at, reason=reason)
+    except IntegrityError:
+        return False  # within the cool-down
+    return True
+
+
+def _clock(at: datetime) -> str:
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S %Z")

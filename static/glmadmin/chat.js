@@ -1,0 +1,263 @@
+// The chat page. The conversation lives in this tab's sessionStorage (it survives a reload; the
+// server keeps no transcript) and all of it is sent with each turn; the server cuts it to fit the
+// model. Answers stream over the websocket one token at a time.
+(function () {
+  "use strict";
+  var root = document.getElementById("chat");
+  if (!root || !window.WebSocket) return;
+  var STORE = "glmadmin.chat";
+  var $ = function (id) { return document.getElementById(id); };
+  var log = $("chat-log"), input = $("chat-input"), model = $("chat-model"), indicator = $("chat-model-state");
+  var sendButton = $("chat-send"), stopButton = $("chat-stop"), fileInput = $("chat-file");
+  var status = $("chat-status"), conn = $("chat-conn");
+  var socket = null, retry = 1000;
+  var turns = load();
+  var answer = null; // the answer streaming now: {el, text, userText}
+
+  function load() {
+    try { return JSON.parse(sessionStorage.getItem(STORE) || "{}").messages || []; } catch (e) { return []; }
+  }
+  function save() {
+    sessionStorage.setItem(STORE, JSON.stringify({ messages: turns, model: model.value }));
+  }
+
+  // --- drawing ----------------------------------------------------------------------------------
+  function nearBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 60; }
+  function add(el) {
+    var follow = nearBottom();
+    $("chat-empty").hidden = true;
+    log.appendChild(el);
+    if (follow) log.scrollTop = log.scrollHeight;
+    return el;
+  }
+  function element(tag, cls, text) {
+    var el = document.createElement(tag);
+    if (cls) el.className = cls;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+  function drawMessage(message) {
+    var el = element("div", "msg msg-" + message.role);
+    el.appendChild(element("div", "msg-role", message.role === "user" ? "You" : (message.model || "Assistant")));
+    if (message.file) {
+      el.classList.add("msg-file");
+      var head = element("div", "msg-text");
+      head.appendChild(element("strong", "", message.file));
+      head.appendChild(element("span", "muted", " · " + message.chars.toLocaleString() + " characters added"));
+      el.appendChild(head);
+      var details = element("details");
+      details.appendChild(element("summary", "", "Show text"));
+      details.appendChild(element("pre", "file-text", message.content));
+      el.appendChild(details);
+    } else {
+      el.appendChild(element("div", "msg-text", message.content));
+    }
+    if (message.note) el.appendChild(element("div", "msg-note", message.note));
+    return add(el);
+  }
+  function notice(kind, title, text) {
+    var el = element("div", "chat-notice chat-notice-" + kind);
+    el.appendChild(element("strong", "", title + " "));
+    el.appendChild(document.createTextNode(text));
+    return add(el);
+  }
+  function redraw() {
+    log.querySelectorAll(".msg, .chat-notice").forEach(function (el) { el.remove(); });
+    $("chat-empty").hidden = turns.length > 0;
+    turns.forEach(drawMessage);
+  }
+
+  function busy(on) {
+    sendButton.disabled = on;
+    stopButton.disabled = !on;
+    root.classList.toggle("streaming", on);
+  }
+
+  // --- model picker and its state ----------------------------------------------------------------
+  function showState() {
+    var option = model.selectedOptions[0];
+    var state = (option && option.dataset.state) || "none";
+    indicator.className = "model-state model-state-" + state;
+    indicator.textContent = state.charAt(0).toUpperCase() + state.slice(1);
+  }
+  function updateModels(states) {
+    var chosen = model.value || (JSON.parse(sessionStorage.getItem(STORE) || "{}").model);
+    var names = Object.keys(states).sort();
+    if (chosen && names.indexOf(chosen) === -1) { names.push(chosen); states[chosen] = "gone"; }
+    model.innerHTML = "";
+    names.forEach(function (name) {
+      var option = element("option", "", name);
+      option.value = name;
+      option.dataset.state = states[name];
+      model.appendChild(option);
+    });
+    if (!names.length) model.appendChild(element("option", "", "no model is served"));
+    if (chosen) model.value = chosen;
+    showState();
+  }
+  model.addEventListener("change", function () { showState(); save(); });
+
+  // --- the conversation --------------------------------------------------------------------------
+  function send(text) {
+    if (answer || !socket || socket.readyState !== WebSocket.OPEN) return false;
+    if (text) {
+      turns.push({ role: "user", content: text });
+      drawMessage(turns[turns.length - 1]);
+      save();
+    }
+    if (!turns.length || turns[turns.length - 1].role !== "user") return false;
+    var el = drawMessage({ role: "assistant", content: "", model: model.value });
+    el.classList.add("msg-streaming");
+    answer = { el: el, textNode: el.querySelector(".msg-text"), text: "", userText: text };
+    busy(true);
+    status.textContent = "Waiting for " + model.value + "…";
+    socket.send(JSON.stringify({
+      type: "send", model: model.value,
+      messages: turns.map(function (m) { return { role: m.role, content: m.content }; }),
+      max_tokens: Number($("chat-max-tokens").value) || undefined,
+      temperature: $("chat-temperature").value === "" ? undefined : Number($("chat-temperature").value)
+    }));
+    return true;
+  }
+
+  function finish(note) {
+    var follow = nearBottom();
+    answer.el.classList.remove("msg-streaming");
+    if (note) answer.el.appendChild(element("div", "msg-note", note));
+    if (follow) log.scrollTop = log.scrollHeight;
+    if (!answer.cleared) turns.push({ role: "assistant", content: answer.text, model: model.value, note: note || "" });
+    save();
+    answer = null;
+    busy(false);
+  }
+
+  // An answer that never started is taken back: the user's message returns to the input box.
+  function withdraw() {
+    answer.el.remove();
+    if (answer.cleared) { answer = null; busy(false); return; }
+    var last = turns[turns.length - 1];
+    if (answer.userText && last && last.role === "user" && last.content === answer.userText) {
+      turns.pop();
+      log.querySelectorAll(".msg-user").forEach(function (el, i, all) { if (i === all.length - 1) el.remove(); });
+      if (!input.value) input.value = answer.userText;
+      save();
+    }
+    answer = null;
+    busy(false);
+  }
+
+  var handlers = {
+    models: function (msg) { updateModels(msg.states); },
+    trimmed: function (msg) { notice("info", "Context trimmed.", msg.message); },
+    token: function (msg) {
+      if (!answer) return;
+      var follow = nearBottom();
+      answer.text += msg.text;
+      answer.textNode.appendChild(document.createTextNode(msg.text));
+      if (follow) log.scrollTop = log.scrollHeight;
+      status.textContent = "Streaming…";
+    },
+    done: function (msg) {
+      if (!answer) return;
+      var notes = { stopped: "Stopped.", length: "Cut off at the max tokens limit." };
+      finish(notes[msg.finish_reason] || "");
+      var u = msg.usage;
+      status.textContent = u ? u.prompt_tokens + " prompt + " + u.completion_tokens + " answer tokens" : "";
+    },
+    error: function (msg) {
+      var kept = answer && answer.text;
+      if (kept) finish("Broken off: " + msg.message);
+      else if (answer) withdraw();
+      status.textContent = "";
+      var text = sentence(msg.message) + (!kept && input.value ? " Your message is back in the box." : "");
+      if (msg.code === "requests_paused") notice("paused", "Paused.", text + " Send it again when the alert clears.");
+      else if (msg.code === "model_loading") notice("info", "The model is loading.", text);
+      else notice("error", "Not answered.", text);
+    }
+  };
+
+  function sentence(text) {
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(text) ? text : text + ".";
+  }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + root.dataset.socket);
+    socket.onopen = function () { retry = 1000; conn.textContent = ""; root.classList.add("connected"); };
+    socket.onmessage = function (event) {
+      var msg = JSON.parse(event.data);
+      if (handlers[msg.type]) handlers[msg.type](msg);
+    };
+    socket.onclose = function (event) {
+      root.classList.remove("connected");
+      // The server aborted the answer when the socket went: keep what arrived.
+      if (answer && answer.text) finish("Connection lost."); else if (answer) withdraw();
+      if (event.code === 4401) { conn.textContent = "Signed out: reload the page to log in."; return; }
+      conn.textContent = "Reconnecting…";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    };
+  }
+
+  // --- controls ----------------------------------------------------------------------------------
+  $("chat-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    // An empty box sends what is there already (e.g. an uploaded file as the question).
+    if (send(input.value.trim())) input.value = "";
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("chat-form").requestSubmit();
+    }
+  });
+  stopButton.addEventListener("click", function () {
+    if (answer) socket.send(JSON.stringify({ type: "stop" }));
+  });
+  $("chat-clear").addEventListener("click", function () {
+    if (turns.length && !window.confirm("Clear this conversation?")) return;
+    if (answer) { answer.cleared = true; socket.send(JSON.stringify({ type: "stop" })); }
+    turns = [];
+    save();
+    redraw();
+    status.textContent = "";
+  });
+
+  fileInput.addEventListener("change", function () {
+    var file = fileInput.files[0];
+    fileInput.value = "";
+    if (!file) return;
+    if (answer) { notice("info", "File not added yet.", "Wait for the answer to finish, then add " + file.name + "."); return; }
+    if (file.size > Number(root.dataset.uploadMax)) {
+      notice("error", "File not added.", file.name + " is larger than the " +
+             Math.round(Number(root.dataset.uploadMax) / 1048576) + " MB limit.");
+      return;
+    }
+    status.textContent = "Reading " + file.name + "…";
+    var form = new FormData();
+    form.append("file", file);
+    fetch(root.dataset.uploadUrl, {
+      method: "POST", body: form, credentials: "same-origin",
+      headers: { "X-CSRFToken": document.querySelector("#chat-form [name=csrfmiddlewaretoken]").value }
+    }).then(function (response) {
+      return response.json().catch(function () { return { error: "The server answered " + response.status + "." }; });
+    }).then(function (result) {
+      status.textContent = "";
+      if (result.error) { notice("error", "File not added.", result.error); return; }
+      turns.push({ role: "user", content: "File " + result.name + ":\n\n" + result.text,
+                     file: result.name, chars: result.chars });
+      drawMessage(turns[turns.length - 1]);
+      save();
+    }).catch(function () {
+      status.textContent = "";
+      notice("error", "File not added.", "The upload failed: is the server reachable?");
+    });
+  });
+
+  var saved = JSON.parse(sessionStorage.getItem(STORE) || "{}").model;
+  if (saved && Array.prototype.some.call(model.options, function (o) { return o.value === saved; })) model.value = saved;
+  showState();
+  redraw();
+  connect();
+})();

@@ -1,0 +1,119 @@
+"""The chat page in Debian's Chromium, against the real server and a real vLLM engine."""
+
+import os
+import re
+import shutil
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests import chat_support
+from tests.chat_support import LONG, MODEL
+from tests.conftest import manage
+from tests.test_browser import CHROMIUM_FLAGS
+
+pytestmark = [pytest.mark.browser]
+PASSWORD = "pw-chat-browser-1234"
+demo_model, engine = chat_support.demo_model, chat_support.engine
+no_engine_left_behind = chat_support.no_engine_left_behind
+
+# Counts changes to the streaming answer's text while it is still streaming: tokens, not one final blob.
+COUNT_MUTATIONS = """() => {
+  window.streamedUpdates = 0;
+  new MutationObserver(function (records) {
+    records.forEach(function (record) {
+      var message = record.target.closest && record.target.closest(".msg-assistant");
+      if (message && message.classList.contains("msg-streaming")) window.streamedUpdates += 1;
+    });
+  }).observe(document.getElementById("chat-log"), {childList: true, subtree: true, characterData: true});
+}"""
+
+
+@pytest.fixture
+def long_answers_env(monkeypatch):
+    # Read by the server process at start: answers long enough to stop while the engine still generates.
+    for name in ("GLMADMIN_CHAT_MAX_TOKENS", "GLMADMIN_GATEWAY_MAX_TOKENS"):
+        monkeypatch.setenv(name, str(LONG["max_tokens"]))
+
+
+@pytest.fixture
+def browser(engine, django_user_model, long_answers_env, server):
+    # Users and the engine are made before the browser starts: Playwright's event loop makes the ORM refuse.
+    django_user_model.objects.create_user("chat-ops", password=PASSWORD)
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium package is required (scripts/test installs it)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def chat_page(browser, base):
+    page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+    page.goto(f"{base}/chat/")
+    page.fill("input[name=username]", "chat-ops")  # the login page first, then back to the chat
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#chat.connected")).to_be_attached()  # the chat websocket is open
+    expect(page.locator("#chat-model")).to_have_value(MODEL)
+    expect(page.locator("#chat-model-state")).to_have_text("Ready")
+    return page
+
+
+def send(page, text: str, max_tokens: int, temperature: str = "0"):
+    page.fill("#chat-max-tokens", str(max_tokens))
+    page.fill("#chat-temperature", temperature)
+    page.fill("#chat-input", text)
+    page.press("#chat-input", "Enter")
+
+
+def test_chat_streams_stops_uploads_and_keeps_history(browser, server, engine):
+    page = chat_page(browser, server)
+    page.evaluate(COUNT_MUTATIONS)
+
+    send(page, "hello, engine", 40)
+    answer = page.locator(".msg-assistant").last
+    expect(page.locator(".msg-streaming")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#chat-status")).to_have_text(re.compile(r"^\d+ prompt \+ 40 answer tokens$"))
+    assert answer.locator(".msg-text").inner_text().strip()
+
+    # A .txt file goes into the conversation under its name.
+    page.set_input_files("#chat-file", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                               "buffer": b"GPU 2 was at 95 % for ten minutes.\n"}])
+    upload = page.locator(".msg-file")
+    expect(upload).to_contain_text("notes.txt")
+    expect(upload).to_contain_text("34 characters added")
+
+    send(page, "what does the file say?", 30, temperature="0.8")
+    expect(page.locator(".msg-assistant")).to_have_count(2)
+    expect(page.locator(".msg-streaming")).to_have_count(0, timeout=30_000)
+    if os.environ.get("GLMADMIN_CHAT_SCREENSHOT"):  # docs/chat.png is made by this test
+        page.screenshot(path=os.environ["GLMADMIN_CHAT_SCREENSHOT"])
+
+    # The history survives a reload (sessionStorage) and is gone after Clear.
+    page.reload()
+    expect(page.locator("#chat.connected")).to_be_attached()
+    expect(page.locator(".msg")).to_have_count(5)
+    expect(page.locator(".msg-file")).to_contain_text("notes.txt")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#chat-clear")
+    expect(page.locator(".msg")).to_have_count(0)
+    assert page.evaluate("JSON.parse(sessionStorage.getItem('glmadmin.chat')).messages") == []
+
+
+def test_red_alert_pause_is_a_calm_notice_and_the_message_is_kept(browser, server):
+    page = chat_page(browser, server)
+    manage("test_alert", "--level", "red")
+    expect(page.locator(".banner-red")).to_be_visible()  # the live page knows
+    send(page, "are you there?", 5)
+    notice = page.locator(".chat-notice-paused")
+    expect(notice).to_contain_text("New requests are paused")
+    expect(page.locator("#chat-input")).to_have_value("are you there?")  # back in the box to send later
+    expect(page.locator(".msg")).to_have_count(0)
+
+    manage("test_alert", "--clear")
+    expect(page.locator(".banner-red")).to_have_count(0)
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".msg-assistant")).to_have_count(1)
+    expect(page.locator(".msg-streaming")).to_have_count(0, timeout=30_000)
+    expect(page.locator(".msg-error, .chat-notice-error")).to_have_count(0)
