@@ -9,6 +9,10 @@ from django.conf import settings
 from .models import Engine
 
 DEMO_NAME = "demo"
+# vLLM's CPU build runs a float32 model as bfloat16 unless told otherwise, and its bfloat16 kernels need
+# AVX512-BF16: on a CPU without it (many Xeons in service) the engine's worker dies of SIGILL at its first
+# request. The demo model is tiny, so float32 costs nothing; every engine of the demo model runs with these.
+ENGINE_ARGS = ["--dtype", "float32"]
 SCRIPT = Path(__file__).resolve().parent / "runtime" / "make_demo_model.py"
 
 
@@ -40,5 +44,5 @@ def ensure_demo_engine() -> Engine | None:
         make_model(path)
     return Engine.objects.create(
         name=DEMO_NAME, port=8101, model=str(path), served_model_name="glmadmin-demo", enforce_eager=True,
-        shutdown_timeout=10, max_model_len=4096,
+        shutdown_timeout=10, max_model_len=4096, extra_args=ENGINE_ARGS,
     )

@@ -47,6 +47,7 @@ def engine(transactional_db, demo_model):
     """Ready to serve. Each test's new row adopts the engine process started by the first one."""
     engine = Engine.objects.create(name="chat", port=PORT, model=str(demo_model), served_model_name=MODEL,
                                    enforce_eager=True, shutdown_timeout=5, max_model_len=CONTEXT,
+                                   extra_args=demo.ENGINE_ARGS,
                                    env={"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"})
     return step_until(engine, lambda e: e.state == S.READY, STARTUP, "ready")
 

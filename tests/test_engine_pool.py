@@ -46,7 +46,7 @@ def engine(transactional_db, demo_model):
     """The pool's engine row. Rows do not outlive a test, the process does: each test's new row
     finds the running engine on its port and adopts it, which is itself what a supervisor must do."""
     return Engine.objects.create(name="pool-a", port=PORT, model=str(demo_model), served_model_name="demo-a",
-                                 enforce_eager=True, shutdown_timeout=10)
+                                 enforce_eager=True, shutdown_timeout=10, extra_args=demo.ENGINE_ARGS)
 
 
 @pytest.fixture

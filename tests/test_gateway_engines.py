@@ -36,10 +36,11 @@ GHOST_PORT = 8142  # an engine row with nothing listening: a connection failure
 MODEL = "demo-gw"
 STARTUP = 600
 # Greedy decoding of the demo model's random weights never ends early: max_tokens tokens, always. The demo
-# engine writes a few thousand tokens a second: 10,000 (its context stretched past the model's 4,096
-# positions) keep a request running for several seconds, long enough to act on it while it runs.
-LONG = {"temperature": 0, "max_tokens": 10_000, "ignore_eos": True}
-CONTEXT = 12_288
+# engine writes up to tens of thousands of tokens a second: 60,000 (its context stretched past the model's
+# 4,096 positions) keep a request running for seconds, long enough to act on it while it runs. (As in
+# tests/chat_support.py; far longer contexts make vLLM's CPU build take minutes to start.)
+LONG = {"temperature": 0, "max_tokens": 60_000, "ignore_eos": True}
+CONTEXT = 65_536
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -70,6 +71,7 @@ def long_answers_allowed(monkeypatch, settings):
 def engines(transactional_db, demo_model):
     rows = [Engine.objects.create(name=f"gw-{i}", port=port, model=str(demo_model), served_model_name=MODEL,
                                   enforce_eager=True, shutdown_timeout=30, max_model_len=CONTEXT,
+                                  extra_args=demo.ENGINE_ARGS,
                                   # One core each: vLLM's CPU build would pin both engines' threads to core 0.
                                   env={"VLLM_CPU_OMP_THREADS_BIND": str(i), "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"})
             for i, port in enumerate(PORTS)]
@@ -108,11 +110,12 @@ def running(engine) -> int:
     return int((metrics.scrape(engine) or {}).get("vllm:num_requests_running", 0))
 
 
-def generated(engine) -> int:
-    """Tokens the engine generated since it started: an aborted request stops adding to them."""
+def engine_totals(engine) -> tuple[int, int]:
+    """Prompt tokens the engine took in and tokens it generated since it started: a request that reached
+    the engine adds to the first; an aborted one stops adding to the second."""
     values = metrics.scrape(engine, timeout=15)
     assert values is not None, f"{engine.name} did not answer /metrics"
-    return int(values["vllm:generation_tokens_total"])
+    return int(values["vllm:prompt_tokens_total"]), int(values["vllm:generation_tokens_total"])
 
 
 def busy(plain) -> int:
@@ -135,15 +138,20 @@ class HeldStream:
 
     paused: after its first events the client reads no more (as a slow reader would). The gateway then
     waits on the client and the request stays in flight however fast the engine is; a stream read on
-    (paused=False) ends when the engine has generated all of it."""
+    (paused=False) ends when the engine has generated all of it. A paused reader's socket gets a small
+    receive buffer: loopback TCP buffers grow to megabytes, enough to take a whole answer of the demo
+    engine, and the gateway would finish the request into them."""
 
-    def __init__(self, server, plain, body=None, paused=True):
-        self.events, self.error, self.stop = [], None, threading.Event()
-        self.client = httpx.Client(timeout=120)
+    def __init__(self, server, plain, body=None, paused=True, leave=False):
+        self.events, self.error, self.stop, self.started = [], None, threading.Event(), threading.Event()
+        if leave:  # the client closes the connection as soon as it has its first event
+            self.stop.set()
+        options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)] if paused else None
+        self.client = httpx.Client(timeout=120, transport=httpx.HTTPTransport(socket_options=options))
         body = body or {"model": MODEL, "prompt": "hold", "stream": True, **LONG}
         self.thread = threading.Thread(target=self._read, args=(server, plain, body, paused), daemon=True)
         self.thread.start()
-        wait_for(lambda: self.events or self.error, 60, "the first chunk")
+        assert self.started.wait(60), "no first chunk in 60 s"
 
     def _read(self, server, plain, body, paused):
         try:
@@ -154,12 +162,16 @@ class HeldStream:
                     buffer += chunk
                     *done, buffer = buffer.split(b"\n\n")
                     self.events += [event.decode()[6:] for event in done]
+                    if self.events:
+                        self.started.set()
                     if paused and self.events:
                         self.stop.wait()
                     if self.stop.is_set():
                         return  # leaving the block closes the connection: the client went away
         except Exception as exc:  # noqa: BLE001 - reported to the test
             self.error = exc
+        finally:
+            self.started.set()
 
     def close(self):
         self.stop.set()
@@ -291,16 +303,16 @@ def test_connection_failure_before_the_first_byte_goes_to_another_engine(server,
 
 
 def test_client_disconnect_aborts_the_upstream_request(server, key, engines):
-    before = {e.name: generated(e) for e in engines}
-    held = HeldStream(server, key)
-    engine = next(e for e in engines if routing.in_flight(e.name) == 1)
-    wait_for(lambda: running(engine) == 1, 30, "the engine generating")
-    held.close()
+    before = {e.name: engine_totals(e) for e in engines}
+    held = HeldStream(server, key, leave=True)  # the client goes away at its first event
+    assert held.error is None and held.events
     # The gateway closed its upstream connection: the engine aborts the generation.
-    wait_for(lambda: running(engine) == 0, 30, "the engine's request aborted")
-    assert generated(engine) - before[engine.name] < LONG["max_tokens"]  # cut short
+    engine = wait_for(lambda: next((e for e in engines if engine_counts(499).get(e.name) == 1), None), 30,
+                      "the request counted as closed by the client")
+    wait_for(lambda: running(engine) == 0, 30, "the engine's request ended")
+    prompts, tokens = (now - then for now, then in zip(engine_totals(engine), before[engine.name], strict=True))
+    assert prompts > 0 and tokens < LONG["max_tokens"]  # the engine had it, and it was cut short
     wait_for(lambda: routing.in_flight(engine.name) == 0, 10, "the gateway's in-flight count released")
-    wait_for(lambda: engine_counts(499).get(engine.name) == 1, 10, "the request counted as closed by the client")
 
 
 def test_red_alert_refuses_new_requests_while_a_stream_finishes(server, key):
@@ -385,19 +397,21 @@ def test_rolling_restart_under_gateway_load_fails_no_request(server, key, engine
 
 def test_a_client_leaving_before_the_first_byte_aborts_the_engine_request(server, key, engines):
     # Not streamed: no byte comes back before the whole answer, so only the disconnect can end it early.
-    before = {e.name: generated(e) for e in engines}
+    before = {e.name: engine_totals(e) for e in engines}
     body = json.dumps({"model": MODEL, "prompt": "wait", **LONG}).encode()
     address = urlsplit(server)
     client = socket.create_connection((address.hostname, address.port))
     client.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
                    b"authorization: Bearer %s\r\ncontent-length: %d\r\n\r\n%s" % (key.encode(), len(body), body))
-    engine = wait_for(lambda: next((e for e in engines if running(e) == 1), None), 60, "the engine generating")
+    # The engine has the request once it has taken in its prompt; it then generates for seconds.
+    engine = wait_for(lambda: next((e for e in engines if engine_totals(e)[0] > before[e.name][0]), None), 60,
+                      "the engine taking the request")
     assert busy(key) == 1 and routing.in_flight(engine.name) == 1
     client.close()
-    wait_for(lambda: running(engine) == 0, 30, "the engine's request aborted")
-    assert generated(engine) - before[engine.name] < LONG["max_tokens"]  # cut short, not generated to the end
+    wait_for(lambda: engine_counts(499).get(engine.name) == 1, 30, "the request counted as closed by the client")
+    wait_for(lambda: running(engine) == 0, 30, "the engine's request ended")
+    assert engine_totals(engine)[1] - before[engine.name][1] < LONG["max_tokens"]  # cut short
     wait_for(lambda: busy(key) == 0 and routing.in_flight(engine.name) == 0, 10, "the slots released")
-    wait_for(lambda: engine_counts(499).get(engine.name) == 1, 10, "the request counted as closed by the client")
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ def engine(transactional_db, tmp_path):
     require_runtime()
     model = demo.make_model(tmp_path / "demo")
     engine = Engine.objects.create(name="telemetry-demo", port=PORT, model=str(model), served_model_name="demo",
-                                   enforce_eager=True, shutdown_timeout=5, max_model_len=512)
+                                   enforce_eager=True, shutdown_timeout=5, max_model_len=512,
+                                   extra_args=demo.ENGINE_ARGS)
     yield engine
     for proc in engine_processes(PORT):
         segments = processes.shared_memory(proc.pid)

@@ -205,7 +205,8 @@ def main():
     if with_engine:
         model = args.model or str(scratch.demo_model())
         Engine.objects.create(name="bench", port=ENGINE_PORT, model=model, served_model_name="bench",
-                              enforce_eager=True, max_num_seqs=128, **gpu)
+                              enforce_eager=True, max_num_seqs=128, extra_args=[] if args.model else demo.ENGINE_ARGS,
+                              **gpu)
     key = ApiKey(name="bench", requests_per_minute=10**6, max_concurrent=10**4)
     plain = key.new_secret()
     key.save()

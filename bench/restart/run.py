@@ -48,10 +48,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     scratch = Scratch("restart-bench")
+    from inference import demo
     from inference.models import Engine
 
     engine = Engine.objects.create(name="bench", port=PORT, model=str(scratch.demo_model()),
-                                   served_model_name="bench", enforce_eager=True, shutdown_timeout=10)
+                                   served_model_name="bench", enforce_eager=True, shutdown_timeout=10,
+                                   extra_args=demo.ENGINE_ARGS)
     hand, restart = [], []
     try:
         for _ in range(args.rounds):

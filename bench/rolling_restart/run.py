@@ -122,13 +122,15 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
     scratch = Scratch("rolling-bench")
+    from inference import demo
     from inference.models import Engine
 
     model = scratch.demo_model()
     for i, port in enumerate(PORTS):
         # One core each: vLLM's CPU build would otherwise pin both engines' threads to core 0.
         Engine.objects.create(name=f"e{i}", port=port, model=str(model), served_model_name="bench",
-                              enforce_eager=True, shutdown_timeout=10, env={"VLLM_CPU_OMP_THREADS_BIND": str(i)})
+                              enforce_eager=True, shutdown_timeout=10, env={"VLLM_CPU_OMP_THREADS_BIND": str(i)},
+                              extra_args=demo.ENGINE_ARGS)
     try:
         scratch.manage("start_engine", "--all")
 
