@@ -14,10 +14,12 @@ a fast synthetic upstream (bench/gateway/synthetic.py), against the same
 client reading the synthetic upstream directly.
 
     .venv/bin/python bench/gateway/run.py [--rounds 3] [--seconds 8] [--max-tokens 32] [--model DIR]
-                                          [--only paced|capacity]
+                                          [--only paced|capacity] [--clients N]
 
 --only paced skips the engine: the paced synthetic upstream alone (what a small machine can measure).
 A request that fails is counted (failed_direct / failed_gateway), not fatal to the run.
+The C streams are spread over client processes (--clients N; by default one per 16 streams, at most one
+fewer than the cores), so that the client is not what saturates at 64 streams.
 
 On a machine with an NVIDIA GPU the engine runs on GPU 0 (scripts/gpu_check/README.md says how it was
 run on the lent H100).
@@ -26,10 +28,14 @@ run on the lent H100).
 import argparse
 import asyncio
 import json
+import math
+import multiprocessing
+import os
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -67,13 +73,14 @@ async def one_stream(http, url, headers, body, ttfts, counts):
     counts.append(tokens - 1)
 
 
-async def load(url, headers, body, clients, seconds, failures=None):
-    """clients streaming back to back for `seconds`: (TTFTs, tokens/s). A failed request is appended to
-    failures (when given) and the client goes on: one broken connection must not end a whole run."""
-    ttfts, counts = [], []
-    failures = [] if failures is None else failures
+async def _stream_for(url, headers, body, clients, start_at, seconds):
+    """One client process' share: `clients` streams back to back from start_at (a shared wall-clock
+    instant, so every process's streams overlap) for `seconds`. A failed request is counted and the
+    client goes on: one broken connection must not end a whole run."""
+    ttfts, counts, failures = [], [], []
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.perf_counter() + seconds
 
         async def client():
@@ -83,15 +90,74 @@ async def load(url, headers, body, clients, seconds, failures=None):
                 except (httpx.HTTPError, RuntimeError) as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
 
-        started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-        took = time.perf_counter() - started
-    return ttfts, sum(counts) / took
+    return ttfts, sum(counts), time.time(), failures
 
 
-def start_gateway(scratch, port):
+def _part(url, headers, body, clients, start_at, seconds):
+    return asyncio.run(_stream_for(url, headers, body, clients, start_at, seconds))
+
+
+class Clients:
+    """The load generator: C concurrent streams spread over client processes, so that at 64 streams the
+    client (Python, one core a process) is not what saturates. The processes are started once and reused."""
+
+    def __init__(self, processes: int | None):
+        self.fixed = processes
+        self.pool, self.size = None, 0
+
+    def processes(self, clients: int) -> int:
+        """--clients when given, else one process per 16 streams, leaving a core to the rest."""
+        cores = os.cpu_count() or 1
+        wanted = self.fixed or min(cores - 1, math.ceil(clients / 16))
+        return max(1, min(wanted, clients))
+
+    def load(self, url, headers, body, clients, seconds, failures=None):
+        """(TTFTs, tokens/s) of `clients` streams for `seconds`; failures, when given, gets the failed ones."""
+        n = self.processes(clients)
+        if self.size < n:
+            self.close()
+            # spawn, not fork: the parent holds Django, a database connection and Redis clients.
+            self.pool, self.size = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")), n
+        # Started a moment ahead: every process is waiting when the clock reaches it.
+        start_at = time.time() + 0.3
+        shares = [clients // n + (i < clients % n) for i in range(n)]
+        parts = [self.pool.submit(_part, url, headers, body, share, start_at, seconds) for share in shares]
+        ttfts, tokens, ended = [], 0, start_at
+        for part in parts:
+            part_ttfts, part_tokens, part_ended, part_failures = part.result()
+            ttfts += part_ttfts
+            tokens += part_tokens
+            ended = max(ended, part_ended)
+            if failures is not None:
+                failures += part_failures
+        return ttfts, tokens / (ended - start_at)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool, self.size = None, 0
+
+
+def server_flags() -> list[str]:
+    """uvicorn's loop and HTTP parser as the Procfile runs them (uvloop, httptools). Where one is not
+    installed, uvicorn's fallback (asyncio, h11) is named and said: h11, pure Python, costs the gateway
+    about 0.1 ms a request and more per streamed chunk, so such numbers are not the production path's."""
+    import importlib.util
+
+    flags = []
+    for option, fast, fallback in (("--loop", "uvloop", "asyncio"), ("--http", "httptools", "h11")):
+        found = importlib.util.find_spec(fast) is not None
+        flags += [option, fast if found else fallback]
+        if not found:
+            print(f"note: {fast} is not installed; the gateway runs on {fallback} (not the production path)",
+                  flush=True)
+    return flags
+
+
+def start_gateway(scratch, port, flags):
     proc = subprocess.Popen([PY, "-m", "uvicorn", "glmadmin.asgi:application", "--port", str(port),
-                             "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=scratch.env)
+                             "--no-access-log", "--log-level", "warning", *flags], cwd=ROOT, env=scratch.env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -103,25 +169,27 @@ def start_gateway(scratch, port):
 
 
 def compare(args, direct_url, gateway_url, headers, model):
+    load = args.load.load
     body = {"model": model, "prompt": "hello", "max_tokens": args.max_tokens, "stream": True, "ignore_eos": True,
             "temperature": 0}
     rows = []
     for clients in (1, 16, 64):
         samples = {"direct": ([], []), "gateway": ([], [])}
         failed = {"direct": [], "gateway": []}
-        asyncio.run(load(direct_url, {}, body, clients, 2))  # warm up both paths
-        asyncio.run(load(gateway_url, headers, body, clients, 2))
+        load(direct_url, {}, body, clients, 2)  # warm up both paths (and the client processes)
+        load(gateway_url, headers, body, clients, 2)
         for round_ in range(args.rounds):
             order = [("direct", direct_url, {}), ("gateway", gateway_url, headers)]
             for name, url, hdrs in order if round_ % 2 == 0 else order[::-1]:
-                ttfts, rate = asyncio.run(load(url, hdrs, body, clients, args.seconds, failed[name]))
+                ttfts, rate = load(url, hdrs, body, clients, args.seconds, failed[name])
                 samples[name][0].extend(ttfts)
                 samples[name][1].append(rate)
         for name, errors in failed.items():
             if errors:
                 print(f"    {len(errors)} {name} request(s) failed, e.g. {errors[0]}", flush=True)
         (a_ttft, a_rate), (b_ttft, b_rate) = samples["direct"], samples["gateway"]
-        row = {"clients": clients, "requests_direct": len(a_ttft), "requests_gateway": len(b_ttft),
+        row = {"clients": clients, "client_processes": args.load.processes(clients),
+               "requests_direct": len(a_ttft), "requests_gateway": len(b_ttft),
                "failed_direct": len(failed["direct"]), "failed_gateway": len(failed["gateway"]),
                "ttft_p50_direct_ms": percentile(a_ttft, 0.5) * 1000,
                "ttft_p50_gateway_ms": percentile(b_ttft, 0.5) * 1000,
@@ -176,12 +244,13 @@ def capacity(args, scratch, gateway_url, headers):
         results = {}
         for name, url, hdrs in (("direct", f"http://127.0.0.1:{port}/v1/completions", {}),
                                 ("gateway", gateway_url, headers)) * 2:
-            _, rate = asyncio.run(load(url, hdrs, body, args.capacity_clients, args.seconds))
+            _, rate = args.load.load(url, hdrs, body, args.capacity_clients, args.seconds)
             results.setdefault(name, []).append(rate)
         direct, gateway = max(results["direct"]), max(results["gateway"])
         print(f"capacity, {args.capacity_clients} streams from a synthetic upstream: {gateway:.0f} SSE chunks/s "
               f"through one gateway process vs {direct:.0f} read directly (ratio {gateway / direct:.2f})", flush=True)
-        return {"clients": args.capacity_clients, "chunks_per_s_gateway": gateway, "chunks_per_s_direct": direct}
+        return {"clients": args.capacity_clients, "client_processes": args.load.processes(args.capacity_clients),
+                "chunks_per_s_gateway": gateway, "chunks_per_s_direct": direct}
     finally:
         upstream.terminate()
 
@@ -194,7 +263,10 @@ def main():
     parser.add_argument("--capacity-clients", type=int, default=32)
     parser.add_argument("--model", help="a model directory to serve instead of generating the demo model")
     parser.add_argument("--only", choices=("paced", "capacity"), help="only this part: no engine is started")
+    parser.add_argument("--clients", type=int, help="client processes the streams are spread over "
+                        "(default: one per 16 streams, at most one fewer than the cores)")
     args = parser.parse_args()
+    args.load = Clients(args.clients)
     scratch = Scratch("gateway-bench")
     from inference import demo
     from inference.models import ApiKey, Engine
@@ -212,11 +284,12 @@ def main():
     key.save()
     gateway_port = free_port()
     gateway = None
-    results = {"args": vars(args)}
+    results = {"args": {name: value for name, value in vars(args).items() if name != "load"}}
     try:
         if with_engine:
             scratch.manage("start_engine", "bench", "--timeout", "600")
-        gateway = start_gateway(scratch, gateway_port)
+        results["server"] = server_flags()
+        gateway = start_gateway(scratch, gateway_port, results["server"])
         headers = {"Authorization": f"Bearer {plain}"}
         gateway_url = f"http://127.0.0.1:{gateway_port}/v1/completions"
         if with_engine:
@@ -239,6 +312,7 @@ def main():
         out.write_text(json.dumps(results, indent=1))
         print(f"results: {out}")
     finally:
+        args.load.close()
         if gateway is not None:
             gateway.terminate()
         if with_engine:
