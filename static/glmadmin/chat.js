@@ -160,9 +160,12 @@
     done: function (msg) {
       if (!answer) return;
       var notes = { stopped: "Stopped.", length: "Cut off at the max tokens limit." };
-      finish(notes[msg.finish_reason] || "");
+      var note = notes[msg.finish_reason] || "";
+      finish(note);
       var u = msg.usage;
-      status.textContent = u ? u.prompt_tokens + " prompt + " + u.completion_tokens + " answer tokens" : "";
+      // A stopped answer has no usage (the engine never sent it): the status line says why it ended instead
+      // of going blank, as if nothing had happened.
+      status.textContent = u ? u.prompt_tokens + " prompt + " + u.completion_tokens + " answer tokens" : note;
     },
     error: function (msg) {
       var kept = answer && answer.text;
