@@ -212,8 +212,10 @@ class Upstream:
             await self._response.aclose()  # unread: the connection is closed, and vLLM aborts the request
         finally:
             leases.drop(self.request_id)
-            await stats.finish(self._outcome(), self.request_id,
-                               [limits.busy_key(self.caller), state.inflight_key(self.engine_name)])
+            # Shielded: a client that hangs up right after its last event (many stop reading at [DONE])
+            # cancels this task mid-release; the slots must still be given back, not left to the lease.
+            await asyncio.shield(stats.finish(self._outcome(), self.request_id,
+                                              [limits.busy_key(self.caller), state.inflight_key(self.engine_name)]))
 
     def _outcome(self) -> stats.Outcome:
         if self._cut:
