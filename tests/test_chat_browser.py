@@ -119,7 +119,10 @@ def test_stop_mid_stream_aborts_the_engine_request_and_the_next_turn_works(brows
     # the engine is still generating when Stop is pressed.
     send(page, "tell me everything", LONG["max_tokens"])
     streamed_updates(page, at_least=5, timeout=120)  # tokens arrive one by one, not one blob at the end
-    expect(page.locator(".msg-assistant.msg-streaming")).to_have_count(1)
+    state = page.evaluate("""() => ({streaming: document.querySelectorAll('.msg-assistant.msg-streaming').length,
+        status: document.getElementById('chat-status').textContent, chat: document.getElementById('chat').className,
+        notes: [...document.querySelectorAll('.msg-note, .chat-notice')].map(e => e.textContent)})""")
+    assert state["streaming"] == 1, f"the answer ended before Stop: {state}"  # what ended it, if it did
     expect(page.locator("#chat-send")).to_be_disabled()
     assert running(engine) == 1
     page.click("#chat-stop")
