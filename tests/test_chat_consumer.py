@@ -11,13 +11,15 @@ from django.conf import settings
 from django.test import Client
 
 from glmadmin.asgi import application
+from glmadmin.lib import redis as rd
 from inference import supervisor
-from inference.gateway import routing
+from inference.gateway import limits, routing
+from inference.gateway.core import Caller
 from inference.models import Engine
 from monitoring import live
 from monitoring.disk_check import simulate
 from tests import chat_support
-from tests.chat_support import LONG, MODEL, generated, nothing_held, running
+from tests.chat_support import LONG, MODEL, generated, running
 
 # The real engine, as fixtures of this module (started once, adopted by each test's row).
 demo_model, engine = chat_support.demo_model, chat_support.engine
@@ -66,6 +68,13 @@ async def eventually(check, timeout: float, what: str):
         assert time.monotonic() < deadline, f"{what} not seen in {timeout} s"
         await asyncio.sleep(0.1)  # the pace of polling, not a wait for an event
     return result
+
+
+def nothing_held(engine, user) -> bool:
+    """The engine generates nothing and the gateway counts nothing in flight for the engine or the user."""
+    caller = Caller("user", user.pk, user.username)
+    return (running(engine) == 0 and routing.in_flight(engine.name) == 0
+            and rd.client().zcard(limits.busy_key(caller)) == 0)
 
 
 async def test_anonymous_is_refused_with_4401():

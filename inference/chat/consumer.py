@@ -3,7 +3,6 @@
 Browser to server: {"type": "send", "model", "messages", "max_tokens"?, "temperature"?} and {"type": "stop"}.
 Server to browser: {"type": "models", "states"}, {"type": "trimmed", "dropped", "message"},
 {"type": "token", "text"}, {"type": "done", "finish_reason", "usage"}, {"type": "error", "code", "message"}.
-Token messages are paced (pacing.py): one carries every delta that arrived since the last one.
 
 Each answer runs in its own task so that "stop" (and engine state changes) are handled while tokens
 stream; stop and disconnect abort the upstream request, which frees the engine's slot at once.
@@ -23,7 +22,6 @@ from inference.gateway.errors import GatewayError
 from inference.gateway.sse import sse_data
 
 from . import conversation
-from .pacing import Paced
 
 NOT_SIGNED_IN = 4401  # the websocket spelling of HTTP 401
 log = logging.getLogger(__name__)
@@ -129,8 +127,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         upstream = await open_stream(Caller("user", self.user.pk, self.user.get_username()),
                                      "chat/completions", body)
         finish_reason, usage = None, None
-        paced = Paced(lambda text: self.send_json({"type": "token", "text": text}))
-        stopped = False
         try:
             if upstream.status_code != 200:
                 raise AnswerError(*await upstream_refusal(upstream))
@@ -145,18 +141,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 for choice in event.get("choices") or ():
                     text = (choice.get("delta") or {}).get("content")
                     if text:
-                        await paced.add(text)
+                        await self.send_json({"type": "token", "text": text})
                     finish_reason = choice.get("finish_reason") or finish_reason
             return finish_reason, usage
-        except asyncio.CancelledError:
-            stopped = True
-            raise
         finally:
-            paced.cancel()
             # Shielded: a second cancel (the socket closing) must not skip freeing the engine's slot.
             await asyncio.shield(upstream.aclose())
-            if not stopped and not self.closed:  # what arrived goes to the page before "done" or an error
-                await paced.flush()
 
     async def stop_answer(self):
         task, self.answer = self.answer, None
