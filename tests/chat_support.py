@@ -5,7 +5,10 @@ import time
 import pytest
 
 from glmadmin.lib import processes
+from glmadmin.lib import redis as rd
 from inference import demo, metrics
+from inference.gateway import limits, routing
+from inference.gateway.core import Caller
 from inference.models import Engine
 from inference.models import EngineState as S
 from tests.engines import engine_processes, require_runtime, step_until
@@ -66,6 +69,13 @@ def running(engine) -> int:
 def generated(engine) -> int:
     """Tokens the engine has generated since it started: an aborted answer stops adding to them."""
     return engine_metric(engine, "vllm:generation_tokens_total")
+
+
+def nothing_held(engine, user) -> bool:
+    """The engine generates nothing and the gateway counts nothing in flight for the engine or the user."""
+    caller = Caller("user", user.pk, user.username)
+    return (running(engine) == 0 and routing.in_flight(engine.name) == 0
+            and rd.client().zcard(limits.busy_key(caller)) == 0)
 
 
 def wait_for(condition, timeout: float, what: str, pace: float = 0.1):

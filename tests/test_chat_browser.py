@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests import chat_support
-from tests.chat_support import LONG, MODEL
+from tests.chat_support import LONG, MODEL, generated, nothing_held, running, wait_for
 from tests.conftest import manage
 from tests.test_browser import CHROMIUM_FLAGS
 
@@ -37,9 +37,13 @@ def long_answers_env(monkeypatch):
 
 
 @pytest.fixture
-def browser(engine, django_user_model, long_answers_env, server):
+def chat_user(django_user_model):
+    return django_user_model.objects.create_user("chat-ops", password=PASSWORD)
+
+
+@pytest.fixture
+def browser(engine, chat_user, long_answers_env, server):
     # Users and the engine are made before the browser starts: Playwright's event loop makes the ORM refuse.
-    django_user_model.objects.create_user("chat-ops", password=PASSWORD)
     executable = shutil.which("chromium")
     assert executable, "Debian's chromium package is required (scripts/test installs it)"
     with sync_playwright() as pw:
@@ -67,10 +71,8 @@ def send(page, text: str, max_tokens: int, temperature: str = "0"):
     page.press("#chat-input", "Enter")
 
 
-def test_chat_streams_stops_uploads_and_keeps_history(browser, server, engine):
+def test_chat_streams_uploads_and_keeps_history(browser, server, engine):
     page = chat_page(browser, server)
-    page.evaluate(COUNT_MUTATIONS)
-
     send(page, "hello, engine", 40)
     answer = page.locator(".msg-assistant").last
     expect(page.locator(".msg-streaming")).to_have_count(0, timeout=30_000)
@@ -99,6 +101,50 @@ def test_chat_streams_stops_uploads_and_keeps_history(browser, server, engine):
     page.click("#chat-clear")
     expect(page.locator(".msg")).to_have_count(0)
     assert page.evaluate("JSON.parse(sessionStorage.getItem('glmadmin.chat')).messages") == []
+
+
+def test_stop_mid_stream_aborts_the_engine_request_and_the_next_turn_works(browser, server, engine, chat_user):
+    page = chat_page(browser, server)
+    page.evaluate(COUNT_MUTATIONS)
+    before = generated(engine)
+    # Greedy and 60,000 tokens long: the demo engine takes minutes for it, so it is still generating when
+    # Stop is pressed.
+    send(page, "tell me everything", LONG["max_tokens"])
+    # Tokens are drawn as they arrive, not as one blob at the end: several updates of the streaming answer.
+    page.wait_for_function("window.streamedUpdates >= 5", timeout=120_000)
+    state = page.evaluate("""() => ({streaming: document.querySelectorAll('.msg-assistant.msg-streaming').length,
+        status: document.getElementById('chat-status').textContent,
+        notes: [...document.querySelectorAll('.msg-note, .chat-notice')].map(e => e.textContent)})""")
+    assert state == {"streaming": 1, "status": "Streaming…", "notes": []}  # else: what ended it
+    expect(page.locator("#chat-send")).to_be_disabled()
+    assert running(engine) == 1
+    page.click("#chat-stop")
+
+    # What the user sees: the answer ends where it was, marked as stopped, and the form is free again.
+    stopped = page.locator(".msg-assistant").first
+    expect(stopped.locator(".msg-note")).to_have_text("Stopped.", timeout=15_000)
+    expect(page.locator(".msg-streaming")).to_have_count(0)
+    expect(page.locator("#chat-status")).to_have_text("Stopped.")
+    expect(page.locator("#chat-send")).to_be_enabled()
+    expect(page.locator("#chat-stop")).to_be_disabled()
+    text = stopped.locator(".msg-text").text_content()
+    assert text
+
+    # What the operator needs: the engine's request was aborted and the gateway let go of it.
+    wait_for(lambda: nothing_held(engine, chat_user), 15, "the engine and gateway let go of the request")
+    assert generated(engine) - before < LONG["max_tokens"]  # cut short, not finished
+
+    # The same conversation goes on: the next message is answered in full.
+    send(page, "and now briefly?", 5)
+    expect(page.locator(".msg-assistant")).to_have_count(2)
+    expect(page.locator(".msg-streaming")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#chat-status")).to_have_text(re.compile(r"^\d+ prompt \+ 5 answer tokens$"))
+    expect(page.locator(".msg-error, .chat-notice-error")).to_have_count(0)
+    assert stopped.locator(".msg-text").text_content() == text  # nothing of the stopped answer came later
+    turns = page.evaluate("JSON.parse(sessionStorage.getItem('glmadmin.chat')).messages")
+    assert [(t["role"], t.get("note")) for t in turns] == [
+        ("user", None), ("assistant", "Stopped."), ("user", None), ("assistant", "Cut off at the max tokens limit.")]
+    assert turns[1]["content"] == text
 
 
 def test_red_alert_pause_is_a_calm_notice_and_the_message_is_kept(browser, server):

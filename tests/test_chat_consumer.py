@@ -11,15 +11,13 @@ from django.conf import settings
 from django.test import Client
 
 from glmadmin.asgi import application
-from glmadmin.lib import redis as rd
 from inference import supervisor
-from inference.gateway import limits, routing
-from inference.gateway.core import Caller
+from inference.gateway import routing
 from inference.models import Engine
 from monitoring import live
 from monitoring.disk_check import simulate
 from tests import chat_support
-from tests.chat_support import LONG, MODEL, generated, running
+from tests.chat_support import LONG, MODEL, generated, nothing_held, running
 
 # The real engine, as fixtures of this module (started once, adopted by each test's row).
 demo_model, engine = chat_support.demo_model, chat_support.engine
@@ -68,13 +66,6 @@ async def eventually(check, timeout: float, what: str):
         assert time.monotonic() < deadline, f"{what} not seen in {timeout} s"
         await asyncio.sleep(0.1)  # the pace of polling, not a wait for an event
     return result
-
-
-def nothing_held(engine, user) -> bool:
-    """The engine generates nothing and the gateway counts nothing in flight for the engine or the user."""
-    caller = Caller("user", user.pk, user.username)
-    return (running(engine) == 0 and routing.in_flight(engine.name) == 0
-            and rd.client().zcard(limits.busy_key(caller)) == 0)
 
 
 async def test_anonymous_is_refused_with_4401():
@@ -143,7 +134,9 @@ async def test_closing_the_page_aborts_the_upstream_request(engine, django_user_
     for _ in range(3):
         assert (await next_message(ws, "token"))["type"] == "token"
     assert await asyncio.to_thread(running, engine) == 1
-    await ws.disconnect()
+    # Waits for the consumer to finish closing (abort upstream, release slots). The communicator's own 1 s
+    # is too short beside an engine that keeps both CPUs busy: it would cancel the consumer mid-close.
+    await ws.disconnect(timeout=30)
     await eventually(lambda: nothing_held(engine, user), 10, "the request aborted after the page left")
     assert await asyncio.to_thread(generated, engine) - before < LONG["max_tokens"]
 
