@@ -62,14 +62,18 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(transactional_db):
+def server(transactional_db, tmp_path):
     """The real ASGI server (uvicorn) in its own process, on the test database."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "glmadmin.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log"],
-        cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    # Its output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a server that
+    # has logged 64 KB into a full pipe blocks in its next log line.
+    log = tmp_path / "uvicorn.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "glmadmin.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"],
+            cwd=ROOT, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:  # poll until the server answers; that is the readiness signal
@@ -79,8 +83,9 @@ def server(transactional_db):
         except httpx.TransportError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"uvicorn did not start:\n{proc.stdout.read()}") from None
+                raise RuntimeError(f"uvicorn did not start:\n{log.read_text()}") from None
             time.sleep(0.1)
     yield base
     proc.terminate()
     proc.wait(timeout=10)
+    print(f"uvicorn's output:\n{log.read_text()[-4000:]}")  # shown by pytest for a failed test
