@@ -82,3 +82,25 @@ async def test_the_events_before_broken_framing_still_go_out_then_the_error():
         pool.close()
         server.close()
     assert b"".join(parts) == EVENTS[0] + EVENTS[1]
+
+
+def test_dechunk_gives_the_engines_bytes_wherever_the_reads_end():
+    framed = b"".join(chunk(e) for e in EVENTS) + b"0\r\n\r\n"
+    cuts = [[framed[:at], framed[at:]] for at in range(len(framed) + 1)]  # two reads, cut at every byte
+    for reads in [*cuts, [bytes([b]) for b in framed]]:  # and one byte a read
+        out, buffer, left = [], b"", None
+        for data in reads:
+            part, buffer, left = upstream.dechunk(buffer + data, left)
+            out.append(part)
+        assert (b"".join(out), buffer, left) == (b"".join(EVENTS), b"\r\n", upstream.END)  # trailers left
+
+
+@pytest.mark.parametrize("framed", [b"zz\r\n", b"-5\r\n", b"\r\n", b"1" * 1100, b"3\r\nabcXY",
+                                    b"3\r\nabc\r\nzz\r\n", b"3\r\nabc\r\n" + b"1" * 1100])
+def test_dechunk_refuses_bad_framing_after_passing_on_the_data_before_it(framed):
+    out, buffer, left = [], framed, None
+    with pytest.raises(ValueError):
+        for _ in range(2):  # the data before the bad framing, then the error
+            part, buffer, left = upstream.dechunk(buffer, left)
+            out.append(part)
+    assert b"".join(out) == (b"abc" if framed.startswith(b"3") else b"")

@@ -195,50 +195,20 @@ class Response:
                 return
 
     async def _dechunked(self):
-        """Chunked transfer coding: "<hex size>[;ext]\\r\\n<data>\\r\\n" ... "0\\r\\n\\r\\n". The data of the
-        chunks that one read brought is passed on at once, before waiting for more: under load an engine's
-        events arrive several to a read, and each part passed on costs a send to the client (the bytes and
-        their order are the engine's, only fewer, larger writes). Nothing that has arrived is held back."""
-        buffer, ready = self._buffer, []
-        try:
-            while True:
-                while (end := buffer.find(b"\r\n")) < 0:
-                    if len(buffer) > 1024:
-                        raise ValueError("bad chunk size line")
-                    if ready:
-                        yield b"".join(ready)
-                        ready = []
-                    buffer = await self._more(buffer)
-                size = int(buffer[:end].split(b";", 1)[0], 16)
-                buffer = buffer[end + 2:]
-                if size == 0:
-                    if ready:
-                        yield b"".join(ready)
-                        ready = []
-                    await self._trailers(buffer)
-                    return
-                while size:
-                    if not buffer:
-                        if ready:
-                            yield b"".join(ready)
-                            ready = []
-                        buffer = await self._more(buffer)
-                    piece = buffer[:size]
-                    buffer = buffer[len(piece):]
-                    size -= len(piece)
-                    ready.append(piece)
-                while len(buffer) < 2:
-                    if ready:
-                        yield b"".join(ready)
-                        ready = []
-                    buffer = await self._more(buffer)
-                if buffer[:2] != b"\r\n":
-                    raise ValueError("bad chunked encoding")
-                buffer = buffer[2:]
-        except ValueError:
-            if ready:  # what arrived before the bad framing is the engine's: it still goes out
-                yield b"".join(ready)
-            raise
+        """Chunked transfer coding, parsed as bytes arrive (dechunk). The data of the chunks that one read
+        brought is passed on at once, before waiting for more: under load an engine's events arrive several
+        to a read, and each part passed on costs a send to the client (the bytes and their order are the
+        engine's, only fewer, larger writes). Nothing that has arrived is held back."""
+        buffer, left = self._buffer, None
+        while True:
+            data, buffer, left = dechunk(buffer, left)
+            if data:
+                yield data
+                continue  # parse again before reading: bad framing after the data raises now, not after a read
+            if left == END:
+                await self._trailers(buffer)
+                return
+            buffer = await self._more(buffer)
 
     async def _more(self, buffer: bytes) -> bytes:
         data = await self._conn.reader.read(READ_SIZE)
@@ -275,6 +245,45 @@ class Response:
             self._pool._keep(self._address, conn)
         else:
             conn.close()
+
+
+END = -1  # dechunk's "left" once the last chunk (size 0) was read
+
+
+def dechunk(buffer: bytes, left: int | None) -> tuple[bytes, bytes, int | None]:
+    """Takes the chunked framing ("<hex size>[;ext]\\r\\n<data>\\r\\n" ... "0\\r\\n") off as much of buffer as
+    has arrived. left says where the parse stands: None at a size line, > 0 the bytes of the chunk's data
+    still to come, 0 at the CRLF after the data, END after the last chunk. Returns (data, rest of buffer,
+    left). Bad framing raises ValueError, but only once the data before it was returned."""
+    parts = []
+    while left != END:
+        if left is None:
+            end = buffer.find(b"\r\n")
+            if end < 0 and len(buffer) <= 1024:
+                break
+            try:
+                size = int(buffer[:end].split(b";", 1)[0], 16) if end >= 0 else -1
+            except ValueError:
+                size = -1
+            if size < 0:
+                if parts:
+                    break
+                raise ValueError("bad chunk size line")
+            buffer, left = buffer[end + 2:], size or END
+        elif left > 0:
+            if not buffer:
+                break
+            parts.append(buffer[:left])
+            buffer, left = buffer[left:], max(0, left - len(buffer))
+        elif len(buffer) < 2:
+            break
+        elif buffer[:2] == b"\r\n":
+            buffer, left = buffer[2:], None
+        elif parts:
+            break
+        else:
+            raise ValueError("bad chunked encoding")
+    return b"".join(parts), buffer, left
 
 
 def _address(base_url: str) -> tuple[str, int]:
