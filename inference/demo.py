@@ -24,14 +24,15 @@ def model_dir() -> Path:
     return settings.DATA_DIR / "models" / "glmadmin-demo"
 
 
-def make_model(out: Path | None = None) -> Path:
-    """Generate the demo model with the engine runtime (it has torch and transformers)."""
+def make_model(out: Path | None = None, *, endless: bool = False) -> Path:
+    """Generate the demo model with the engine runtime (it has torch and transformers). endless: without an
+    end-of-sequence token, every answer runs to its max_tokens (for tests that stop long answers)."""
     out = out or model_dir()
     if not Path(settings.ENGINE_PYTHON).exists():
         raise FileNotFoundError(f"the engine runtime is not installed ({settings.ENGINE_PYTHON}); "
                                 "scripts/run installs it")
-    subprocess.run([settings.ENGINE_PYTHON, str(SCRIPT), str(out)], check=True, capture_output=True, text=True,
-                   timeout=600)
+    subprocess.run([settings.ENGINE_PYTHON, str(SCRIPT), str(out), *(["--endless"] if endless else [])],
+                   check=True, capture_output=True, text=True, timeout=600)
     return out
 
 

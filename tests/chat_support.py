@@ -16,11 +16,11 @@ from tests.engines import engine_processes, require_runtime, step_until
 PORT = 8150
 STARTUP = 240
 MODEL = "demo-chat"
-# Greedy decoding by the demo model's fixed random weights runs on without an end-of-sequence token. The
-# demo engine writes up to tens of thousands of tokens a second; 60,000 (its context stretched past the 4,096
-# positions of the model) keep it generating long enough to see it running, then stop it. (250,000 would be
-# safer still, but vLLM's CPU build then takes minutes to start.) The chat's and the gateway's
-# max_tokens caps must allow it.
+# The chat tests' demo model has no end-of-sequence token (make_model(endless=True)): every answer runs to
+# its max_tokens. The demo engine writes up to tens of thousands of tokens a second; 60,000 (its context
+# stretched past the 4,096 positions of the model) keep it generating long enough to see it running, then
+# stop it. (250,000 would be safer still, but vLLM's CPU build then takes minutes to start.) The chat's and
+# the gateway's max_tokens caps must allow it.
 LONG = {"temperature": 0, "max_tokens": 60_000}
 CONTEXT = 65_536
 
@@ -33,7 +33,7 @@ def long_answers(settings):
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory):
     require_runtime()
-    return demo.make_model(tmp_path_factory.mktemp("models") / "demo")
+    return demo.make_model(tmp_path_factory.mktemp("models") / "demo", endless=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,6 +3,7 @@
 Browser to server: {"type": "send", "model", "messages", "max_tokens"?, "temperature"?} and {"type": "stop"}.
 Server to browser: {"type": "models", "states"}, {"type": "trimmed", "dropped", "message"},
 {"type": "token", "text"}, {"type": "done", "finish_reason", "usage"}, {"type": "error", "code", "message"}.
+A token message carries every delta that arrived since the last one (at most 40 messages a second).
 
 Each answer runs in its own task so that "stop" (and engine state changes) are handled while tokens
 stream; stop and disconnect abort the upstream request, which frees the engine's slot at once.
@@ -19,16 +20,12 @@ from django.conf import settings
 from inference.gateway import routing
 from inference.gateway.core import Caller, open_stream
 from inference.gateway.errors import GatewayError
-from inference.gateway.sse import sse_data
 
-from . import conversation
+from . import conversation, stream
+from .stream import AnswerError
 
 NOT_SIGNED_IN = 4401  # the websocket spelling of HTTP 401
 log = logging.getLogger(__name__)
-
-
-class AnswerError(Exception):
-    """(code, message) of an answer the engine refused or broke off."""
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -123,27 +120,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "done", "finish_reason": finish_reason, "usage": usage})
 
     async def relay(self, body: dict) -> tuple[str | None, dict | None]:
-        """Each delta of the engine's answer to the page as it arrives; (finish_reason, usage) at the end."""
+        """The engine's answer to the page as it arrives (paced: stream.py); (finish_reason, usage) at the end."""
         upstream = await open_stream(Caller("user", self.user.pk, self.user.get_username()),
                                      "chat/completions", body)
-        finish_reason, usage = None, None
         try:
             if upstream.status_code != 200:
                 raise AnswerError(*await upstream_refusal(upstream))
-            async for data in sse_data(upstream.chunks()):
-                if data == "[DONE]":
-                    break
-                event = json.loads(data)
-                if "error" in event or event.get("object") == "error":
-                    error = event.get("error", event)
-                    raise AnswerError("upstream_error", f"The engine failed: {error.get('message', error)}")
-                usage = event.get("usage") or usage
-                for choice in event.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        await self.send_json({"type": "token", "text": text})
-                    finish_reason = choice.get("finish_reason") or finish_reason
-            return finish_reason, usage
+            return await stream.relay(upstream, lambda text: self.send_json({"type": "token", "text": text}))
         finally:
             # Shielded: a second cancel (the socket closing) must not skip freeing the engine's slot.
             await asyncio.shield(upstream.aclose())
