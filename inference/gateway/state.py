@@ -78,6 +78,8 @@ def after_commit(publish) -> None:
         try:
             publish()
         except RedisError as exc:
-            logging.getLogger(__name__).warning("gateway: %s not written to Redis (%s)", publish.__module__, exc)
+            logging.getLogger(__name__).warning(
+                "gateway: %s not written to Redis (%s); the gateway rebuilds a missing table from the database",
+                publish.__module__, exc)
 
     transaction.on_commit(write)
