@@ -21,7 +21,9 @@ MODEL = "demo-chat"
 # stretched past the 4,096 positions of the model) keep it generating long enough to see it running, then
 # stop it. (250,000 would be safer still, but vLLM's CPU build then takes minutes to start.) The chat's and
 # the gateway's max_tokens caps must allow it.
-LONG = {"temperature": 0, "max_tokens": 60_000}
+# Sampled, not greedy: greedy decoding of random weights can settle into a loop of a token that decodes to
+# no text (the special </s>), and then the page sees nothing more for the rest of the answer.
+LONG = {"temperature": 1.0, "max_tokens": 60_000}
 CONTEXT = 65_536
 
 

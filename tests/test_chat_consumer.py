@@ -105,7 +105,9 @@ async def test_stop_aborts_the_upstream_request(engine, django_user_model, long_
     ws = await connected(cookie)
     before = await asyncio.to_thread(generated, engine)
     await ws.send_json_to({"type": "send", "model": MODEL, "messages": HELLO, **LONG})
-    for _ in range(5):  # tokens arrive while the engine is still generating: streamed, not one blob at the end
+    # Tokens arrive while the engine is still generating: streamed, not one blob at the end. (Two messages:
+    # on a loaded machine vLLM hands tokens on in bursts seconds apart, and one burst is one message.)
+    for _ in range(2):
         assert (await next_message(ws, "token", "done", "error"))["type"] == "token"
     assert await asyncio.to_thread(running, engine) == 1
 
@@ -131,8 +133,7 @@ async def test_closing_the_page_aborts_the_upstream_request(engine, django_user_
     ws = await connected(cookie)
     before = await asyncio.to_thread(generated, engine)
     await ws.send_json_to({"type": "send", "model": MODEL, "messages": HELLO, **LONG})
-    for _ in range(3):
-        assert (await next_message(ws, "token"))["type"] == "token"
+    assert (await next_message(ws, "token"))["type"] == "token"
     assert await asyncio.to_thread(running, engine) == 1
     # Waits for the consumer to finish closing (abort upstream, release slots). The communicator's own 1 s
     # is too short beside an engine that keeps both CPUs busy: it would cancel the consumer mid-close.

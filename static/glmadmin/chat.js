@@ -12,7 +12,7 @@
   var status = $("chat-status"), conn = $("chat-conn");
   var socket = null, retry = 1000;
   var turns = load();
-  var answer = null; // the answer streaming now: {el, textNode, text, pending (not drawn yet), frame, userText}
+  var answer = null; // the answer streaming now: {el, textNode, text, userText}
 
   function load() {
     try { return JSON.parse(sessionStorage.getItem(STORE) || "{}").messages || []; } catch (e) { return []; }
@@ -108,7 +108,7 @@
     if (!turns.length || turns[turns.length - 1].role !== "user") return false;
     var el = drawMessage({ role: "assistant", content: "", model: model.value });
     el.classList.add("msg-streaming");
-    answer = { el: el, textNode: el.querySelector(".msg-text"), text: "", pending: "", frame: 0, userText: text };
+    answer = { el: el, textNode: el.querySelector(".msg-text"), text: "", userText: text };
     busy(true);
     status.textContent = "Waiting for " + model.value + "…";
     socket.send(JSON.stringify({
@@ -120,23 +120,7 @@
     return true;
   }
 
-  // Tokens that arrived since the last frame are drawn together, once a frame: drawing each one as it
-  // comes (a text node and a scroll, which forces a layout of the whole answer) falls behind a fast
-  // engine's hundreds of tokens a second, and the page stops answering clicks such as Stop.
-  function draw() {
-    if (!answer) return;
-    answer.frame = 0;
-    if (!answer.pending) return;
-    var follow = nearBottom();
-    answer.textNode.appendChild(document.createTextNode(answer.pending));
-    answer.pending = "";
-    if (follow) log.scrollTop = log.scrollHeight;
-    status.textContent = "Streaming…";
-  }
-
   function finish(note) {
-    cancelAnimationFrame(answer.frame);
-    draw();
     var follow = nearBottom();
     answer.el.classList.remove("msg-streaming");
     if (note) answer.el.appendChild(element("div", "msg-note", note));
@@ -165,11 +149,15 @@
   var handlers = {
     models: function (msg) { updateModels(msg.states); },
     trimmed: function (msg) { notice("info", "Context trimmed.", msg.message); },
+    // The server sends at most 40 token messages a second (each with every token since the last), so
+    // drawing each as it comes keeps up with any engine.
     token: function (msg) {
       if (!answer) return;
+      var follow = nearBottom();
       answer.text += msg.text;
-      answer.pending += msg.text;
-      if (!answer.frame) answer.frame = requestAnimationFrame(draw);
+      answer.textNode.appendChild(document.createTextNode(msg.text));
+      if (follow) log.scrollTop = log.scrollHeight;
+      status.textContent = "Streaming…";
     },
     done: function (msg) {
       if (!answer) return;
