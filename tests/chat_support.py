@@ -17,10 +17,10 @@ PORT = 8150
 STARTUP = 240
 MODEL = "demo-chat"
 # The chat tests' demo model has no end-of-sequence token (make_model(endless=True)): every answer runs to
-# its max_tokens. The demo engine writes up to tens of thousands of tokens a second; 60,000 (its context
-# stretched past the 4,096 positions of the model) keep it generating long enough to see it running, then
-# stop it. (250,000 would be safer still, but vLLM's CPU build then takes minutes to start.) The chat's and
-# the gateway's max_tokens caps must allow it.
+# its max_tokens. The demo engine writes a few hundred tokens a second here (230-330 measured); 60,000 (its
+# context stretched past the 4,096 positions of the model) keep it generating for minutes, long enough to see
+# it running, then stop it. (250,000 would be safer still, but vLLM's CPU build then takes minutes to
+# start.) The chat's and the gateway's max_tokens caps must allow it.
 # Sampled, not greedy: greedy decoding of random weights can settle into a loop of a token that decodes to
 # no text (the special </s>), and then the page sees nothing more for the rest of the answer.
 LONG = {"temperature": 1.0, "max_tokens": 60_000}

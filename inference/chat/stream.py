@@ -1,9 +1,10 @@
 """An engine's streamed answer on its way to a chat page: read as fast as the engine writes, sent at a
 bounded pace.
 
-The CPU demo engine writes thousands of tokens a second, and a GPU engine hundreds. One websocket
-message a token would keep the page's main thread busy with messages (on a loaded machine it then stops
-answering clicks such as Stop) and cost the server a send per token for every open chat. So the first
+A GPU engine writes hundreds of tokens a second, and vLLM's API server on a busy CPU machine hands on
+thousands at once, in bursts seconds apart. One websocket message a token would keep the page's main thread
+busy with messages (it then stops answering clicks such as Stop) and cost the server a send per token for
+every open chat. So the first
 text goes out at once, and after each message whatever arrives during the next PACE seconds goes out
 together in one message. Nothing is held back longer than that (the end of the answer goes out at once); a
 slow engine's tokens still go one by one.
