@@ -10,9 +10,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from glmadmin.routing import websocket_urlpatterns as live_websockets  # noqa: E402
 from inference.gateway.asgi import application as gateway_app  # noqa: E402
 from inference.routing import websocket_urlpatterns as inference_websockets  # noqa: E402
-from monitoring.routing import websocket_urlpatterns as monitoring_websockets  # noqa: E402
 
 
 async def http(scope, receive, send):
@@ -28,7 +28,7 @@ application = ProtocolTypeRouter(
         "http": http,
         # Origin first (a foreign page cannot ride the session cookie), then the session user.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(monitoring_websockets + inference_websockets))
+            AuthMiddlewareStack(URLRouter(live_websockets + inference_websockets))
         ),
     }
 )

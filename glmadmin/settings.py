@@ -29,9 +29,11 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "channels",
     "django_celery_beat",
+    # Lowest layer first: monitoring -> inference -> alerts -> glmadmin (see the README).
     "glmadmin",
-    "monitoring",
+    "alerts",
     "inference",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -60,7 +62,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "monitoring.context_processors.live_state",
+                "glmadmin.context_processors.live_state",
             ],
         },
     },

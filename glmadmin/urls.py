@@ -9,5 +9,6 @@ urlpatterns = [
     path("engines/", include("inference.urls")),
     path("chat/", include("inference.chat.urls")),
     path("api/", include("inference.gateway.urls")),
+    path("", include("alerts.urls")),
     path("", include("monitoring.urls")),
 ]

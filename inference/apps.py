@@ -15,7 +15,9 @@ class InferenceConfig(AppConfig):
         post_delete.connect(schedules.on_engine_deleted, sender=Engine, dispatch_uid="engine-daily-restart-delete")
 
         from glmadmin import exporter
+        from glmadmin import live as hub
 
+        from . import live
         from .gateway import keys, metrics, routing
         from .models import ApiKey
 
@@ -24,3 +26,4 @@ class InferenceConfig(AppConfig):
             signal.connect(routing.on_change, sender=Engine, dispatch_uid=f"gateway-routes-{signal is post_save}")
             signal.connect(keys.on_change, sender=ApiKey, dispatch_uid=f"gateway-keys-{signal is post_save}")
         exporter.register(metrics.GatewayCollector())
+        hub.add_part(live.part)

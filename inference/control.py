@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from glmadmin import jobs
+
 from . import supervisor
 from .models import Engine, EngineEvent
 from .models import EngineState as S
@@ -66,9 +68,7 @@ def request_stop(engine: Engine) -> None:
 
 def kick(engine: Engine) -> None:
     """Have the engine's host act now instead of at its next scheduled reconcile."""
-    from .tasks import reconcile_engine
-
-    reconcile_engine.apply_async(args=[engine.pk], queue=host_queue(engine.host), expires=30)
+    jobs.enqueue("inference.tasks.reconcile_engine", engine.pk, queue=host_queue(engine.host), expires=30)
 
 
 def host_queue(host: str) -> str:

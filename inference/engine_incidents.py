@@ -1,8 +1,8 @@
 """A failed engine is an incident like a full disk: in the history, on the banner, notified."""
 
-from monitoring.incidents import drive
-from monitoring.levels import Level
-from monitoring.models import Incident
+from alerts.incidents import drive
+from alerts.levels import Level
+from alerts.models import Incident
 
 
 def _source(engine) -> str:

@@ -8,6 +8,8 @@ from django.db import models
 
 from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extra_args
 
+# What vLLM reserves of each GPU when --gpu-memory-utilization is not given.
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 GPU_LIST = RegexValidator(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$", "GPU ids as a comma-separated list of numbers, e.g. 0,1,2,3.")
 
 
@@ -97,6 +99,10 @@ class Engine(models.Model):
     @property
     def gpus(self) -> list[int]:
         return [int(g) for g in self.gpu_ids.split(",") if g.strip()]
+
+    def reservation(self) -> float:
+        """The fraction of each of its GPUs' memory vLLM reserves for the engine while it runs."""
+        return self.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
 
     @property
     def base_url(self) -> str:

@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from glmadmin import live
 from glmadmin.lib import processes
 from glmadmin.lib.redis import single_flight
-from monitoring import live
 
 from . import engine_incidents, health, metrics, options
 from .gateway import routing as gateway_routing
@@ -102,13 +102,11 @@ def _transition(engine: Engine, state: str, reason: str, **fields) -> bool:
     for name, value in {"state": state, "state_reason": reason, "state_changed_at": now, **fields}.items():
         setattr(engine, name, value)
     log.info("engine %s: %s -> %s (%s)", engine.name, previous, state, reason)
-    transaction.on_commit(_published)
+    # After the commit, robust: neither Redis nor a page template can undo or stop a state change (the
+    # caller's next step, such as opening the failure incident, still runs); the next publish corrects them.
+    transaction.on_commit(gateway_routing.publish, robust=True)  # first: the gateway stops routing now
+    live.publish_on_commit()
     return True
-
-
-def _published() -> None:
-    gateway_routing.publish()  # first: the gateway stops routing to a draining engine now
-    live.publish(force=True)
 
 
 def _start(engine: Engine) -> None:
@@ -163,10 +161,11 @@ def _check_startup(engine: Engine) -> None:
 
 def _became_ready(engine: Engine, probe: health.Probe) -> None:
     now = timezone.now()
-    if _transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
-                   last_probe_at=now, last_probe_ms=probe.latency_ms, probe_failures=0, backoff_until=None,
-                   shm_segments=processes.shared_memory(engine.pid)):
-        engine_incidents.resolve(engine)
+    with transaction.atomic():
+        if _transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
+                       last_probe_at=now, last_probe_ms=probe.latency_ms, probe_failures=0, backoff_until=None,
+                       shm_segments=processes.shared_memory(engine.pid)):
+            engine_incidents.resolve(engine)
 
 
 def _probe(engine: Engine) -> None:
@@ -192,9 +191,11 @@ def _crashed(engine: Engine, reason: str) -> None:
     recent.append(now.isoformat())
     if len(recent) >= settings.ENGINE_MAX_QUICK_FAILURES:
         reason = f"{len(recent)} failures within {window.seconds // 60} min; last: {reason}"
-        if _transition(engine, S.FAILED, reason, pid=None, recent_failures=recent, backoff_until=None,
-                       shm_segments=[]):
-            engine_incidents.open_failed(engine, reason)
+        # One transaction: the pages are told once both are committed, so the banner shows the incident.
+        with transaction.atomic():
+            if _transition(engine, S.FAILED, reason, pid=None, recent_failures=recent, backoff_until=None,
+                           shm_segments=[]):
+                engine_incidents.open_failed(engine, reason)
         return
     delay = settings.ENGINE_BACKOFF_SECONDS * 2 ** (len(recent) - 1)
     _transition(engine, S.BACKOFF, f"{reason}; retrying in {delay} s", pid=None, recent_failures=recent,

@@ -1,24 +1,10 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db import transaction
 from django.shortcuts import redirect
 from django.urls import reverse
 
 from .cleanup.logs import write_config as write_log_config
-from .incidents import acknowledge
-from .models import (
-    CleanupPolicy,
-    CleanupRun,
-    DeliveryAttempt,
-    Incident,
-    IncidentEvent,
-    LogPolicy,
-    Notification,
-    NotificationChannel,
-    TelemetrySettings,
-    WatchedFilesystem,
-)
-from .notifications import delivery, planner
-from .notifications.forms import ChannelForm
+from .models import CleanupPolicy, CleanupRun, LogPolicy, TelemetrySettings, WatchedFilesystem
 from .templatetags.monitoring_tags import gib
 
 
@@ -37,124 +23,6 @@ class WatchedFilesystemAdmin(admin.ModelAdmin):
         }),
         ("Last check", {"fields": ("last_percent", "last_checked_at", "last_error")}),
     )
-
-
-class IncidentEventInline(admin.TabularInline):
-    model = IncidentEvent
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("at", "kind", "level", "value", "user")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
-    list_display = ("title", "level", "peak_level", "opened_at", "resolved_at", "acknowledged_by", "is_test")
-    list_filter = ("level", "kind", "is_test", ("resolved_at", admin.EmptyFieldListFilter))
-    search_fields = ("title", "source", "message")
-    date_hierarchy = "opened_at"
-    inlines = [IncidentEventInline]
-    actions = ["acknowledge_selected"]
-    # History is written by the checks, not by hand.
-    readonly_fields = ("source", "kind", "title", "level", "peak_level", "value", "message", "is_test", "opened_at",
-                       "updated_at", "resolved_at", "acknowledged_at", "acknowledged_by")
-
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description="Acknowledge selected incidents", permissions=["change"])
-    def acknowledge_selected(self, request, queryset):
-        count = sum(acknowledge(incident, request.user) for incident in queryset)
-        self.message_user(request, f"Acknowledged {count} incident(s).")
-
-
-# --- notifications ------------------------------------------------------------
-
-@admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
-    form = ChannelForm
-    list_display = ("name", "kind", "enabled", "receives", "repeat_minutes", "health", "last_success_at")
-    list_filter = ("kind", "enabled")
-    actions = ["send_test"]
-    readonly_fields = ("consecutive_failures", "last_success_at", "last_failure_at", "last_error")
-    fieldsets = (
-        (None, {"fields": ("name", "kind", "enabled")}),
-        ("Where to", {
-            "description": "Email uses the SMTP server of the settings (GLMADMIN_SMTP_*) and needs recipients; "
-                           "the other kinds need a URL.",
-            "fields": ("recipients", "url", "secret", "address_policy"),
-        }),
-        ("What", {"fields": ("levels", "incident_kinds", "repeat_minutes")}),
-        ("Health", {"fields": ("consecutive_failures", "last_success_at", "last_failure_at", "last_error")}),
-    )
-
-    @admin.display(description="receives")
-    def receives(self, channel):
-        kinds = ", ".join(channel.incident_kinds) if channel.incident_kinds else "all kinds"
-        return f"{', '.join(channel.levels)} ({kinds})"
-
-    @admin.display(description="healthy", boolean=True)
-    def health(self, channel):
-        return channel.is_healthy
-
-    @admin.action(description="Send a test message now", permissions=["change"])
-    def send_test(self, request, queryset):
-        # Sent here rather than queued: the person who clicked wants the answer, and a timeout bounds the wait.
-        for channel in queryset:
-            outcome = delivery.deliver(planner.plan_channel_test(channel).pk)
-            ok = outcome.status == "sent"
-            self.message_user(request, f"Test to {channel.name}: {outcome}", messages.SUCCESS if ok else messages.ERROR)
-
-
-class DeliveryAttemptInline(admin.TabularInline):
-    model = DeliveryAttempt
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("number", "started_at", "finished_at", "status", "error")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "channel", "reason", "subject", "status", "attempt_count", "sent_at", "last_error")
-    list_filter = ("status", "reason", "channel")
-    search_fields = ("subject",)
-    date_hierarchy = "created_at"
-    inlines = [DeliveryAttemptInline]
-    actions = ["retry_now"]
-    readonly_fields = ("key", "channel", "incident", "event", "reason", "dedupe_key", "level", "subject", "payload",
-                       "status", "attempt_count", "created_at", "next_attempt_at", "claimed_until", "sent_at",
-                       "last_error")
-
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description="Try again now", permissions=["change"])
-    def retry_now(self, request, queryset):
-        ids = list(queryset.values_list("pk", flat=True))
-        count = delivery.retry_now(Notification.objects.filter(pk__in=ids))
-        planner.enqueue(ids)
-        self.message_user(request, f"Queued {count} notification(s) for another try.")
-
-
-class NotificationInline(admin.TabularInline):
-    """What was sent about an incident, on the incident's page."""
-
-    model = Notification
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = readonly_fields = ("created_at", "channel", "reason", "status", "attempt_count", "sent_at", "last_error")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-IncidentAdmin.inlines = [*IncidentAdmin.inlines, NotificationInline]
 
 
 # --- cleanup ------------------------------------------------------------------
@@ -236,4 +104,4 @@ class TelemetrySettingsAdmin(admin.ModelAdmin):
 
 
 # The telemetry rules' admin lives beside the rules.
-from .telemetry import rule_admin  # noqa: E402,F401
+from .telemetry.rules import admin as rules_admin  # noqa: E402,F401

@@ -12,13 +12,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from alerts import admission
+from alerts.incidents import Transition, drive
+from alerts.levels import Level
+from alerts.models import Incident
+from glmadmin import live
 from glmadmin.lib import disk
 
-from . import admission, live
 from .cleanup import trigger as cleanup_trigger
-from .incidents import Transition, drive
-from .levels import Level
-from .models import DiskSample, Incident, WatchedFilesystem
+from .models import DiskSample, WatchedFilesystem
 
 log = logging.getLogger(__name__)
 

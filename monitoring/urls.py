@@ -4,7 +4,6 @@ from . import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("incidents/<int:pk>/acknowledge/", views.acknowledge, name="acknowledge-incident"),
     path("cleanup/run/", views.cleanup_now, name="cleanup-now"),
     path("cleanup/dry-run/", views.cleanup_dry_run, name="cleanup-dry-run"),
     path("metrics", views.metrics, name="metrics"),

@@ -3,16 +3,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import live
+from alerts.models import Incident
+
 from .cleanup import service as cleanup_service
 from .history import disk_sparklines
-from .incidents import acknowledge as acknowledge_incident
-from .models import CleanupRun, Incident, WatchedFilesystem
+from .models import CleanupRun, WatchedFilesystem
 from .telemetry import access as telemetry_access
 from .telemetry import charts as telemetry_charts
 from .telemetry import exporter as telemetry_exporter
@@ -30,18 +30,6 @@ def dashboard(request):
         "history": history,
         "telemetry_charts": telemetry_charts.cached(),
     })
-
-
-@require_POST
-@permission_required("monitoring.change_incident", raise_exception=True)
-def acknowledge(request, pk):
-    incident = get_object_or_404(Incident, pk=pk)
-    if acknowledge_incident(incident, request.user):
-        live.publish(force=True)
-        messages.success(request, f"Acknowledged: {incident.title}")
-    else:
-        messages.info(request, f"Already acknowledged: {incident.title}")
-    return redirect("dashboard")
 
 
 # --- cleanup: run now, synchronously, so the person who clicked sees the outcome at once ---

@@ -8,7 +8,7 @@ from glmadmin.lib import processes
 from glmadmin.lib import redis as rd
 from inference import demo, metrics
 from inference.gateway import limits, routing
-from inference.gateway.core import Caller
+from inference.gateway.keys import Caller
 from inference.models import Engine
 from inference.models import EngineState as S
 from tests.engines import engine_processes, require_runtime, step_until

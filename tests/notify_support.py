@@ -16,10 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.utils import timezone
 
-from monitoring.incidents import drive
-from monitoring.levels import evaluate
-from monitoring.models import Incident, Notification, NotificationChannel
-from monitoring.tasks import deliver_notification
+from alerts.incidents import drive
+from alerts.levels import evaluate
+from alerts.models import Incident, Notification, NotificationChannel
+from alerts.tasks import deliver_notification
 from tests.conftest import free_port
 
 

@@ -10,12 +10,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from alerts.models import Incident
 from glmadmin.lib import redis as rd
 from inference.control import host_queue
 from inference.models import Engine, EngineState
-from monitoring.models import Incident, TelemetryRules
-from monitoring.telemetry import rules
+from monitoring.models import TelemetryRules
 from monitoring.telemetry.readings import Cycle, EngineReading, GpuProcess, GpuReading, HostReading
+from monitoring.telemetry.rules import evaluate as rules
 
 GIB = 1024**3
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

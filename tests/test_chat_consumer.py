@@ -10,11 +10,11 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
+from glmadmin import live
 from glmadmin.asgi import application
 from inference import supervisor
 from inference.gateway import routing
 from inference.models import Engine
-from monitoring import live
 from monitoring.disk_check import simulate
 from tests import chat_support
 from tests.chat_support import LONG, MODEL, generated, nothing_held, running

@@ -5,8 +5,9 @@ import time
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from monitoring import live
-from monitoring.models import CleanupPolicy, CleanupRun, Incident
+from alerts.models import Incident
+from glmadmin import live
+from monitoring.models import CleanupPolicy, CleanupRun
 from tests.cleanup_support import future_now, make_file, policy, tree, without_default_policies
 from tests.conftest import manage
 

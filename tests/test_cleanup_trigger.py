@@ -2,10 +2,11 @@
 
 import pytest
 
+from alerts.models import Incident
 from glmadmin.celery import app
 from glmadmin.lib.disk import Usage
 from monitoring import disk_check
-from monitoring.models import CleanupRun, Incident, WatchedFilesystem
+from monitoring.models import CleanupRun, WatchedFilesystem
 from tests.cleanup_support import future_now, make_file, policy, tree, without_default_policies
 
 

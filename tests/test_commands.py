@@ -1,8 +1,9 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from monitoring import admission
-from monitoring.models import Incident, WatchedFilesystem
+from alerts import admission
+from alerts.models import Incident
+from monitoring.models import WatchedFilesystem
 
 
 @pytest.mark.django_db

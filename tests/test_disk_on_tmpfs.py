@@ -5,9 +5,10 @@ import subprocess
 
 import pytest
 
-from monitoring import admission
+from alerts import admission
+from alerts.models import Incident
 from monitoring.disk_check import check_all
-from monitoring.models import Incident, WatchedFilesystem
+from monitoring.models import WatchedFilesystem
 
 pytestmark = pytest.mark.privileged
 

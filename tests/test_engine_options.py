@@ -5,8 +5,8 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from inference import options, schedules
+from inference.live import engine_summary
 from inference.models import Engine
-from inference.status import engine_summary
 
 
 def make(**fields):

@@ -14,11 +14,11 @@ import psutil
 import pytest
 from django.core.management import call_command
 
+from alerts.models import Incident
 from glmadmin.lib import processes
 from inference import demo, supervisor
 from inference.models import Engine
 from inference.models import EngineState as S
-from monitoring.models import Incident
 from tests.conftest import manage
 from tests.engines import engine_processes, events, require_runtime, step_until
 

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from asgiref.sync import async_to_sync
 
-from inference.gateway import core, limits, stats
+from inference.gateway import core, keys, limits, stats
 from inference.gateway.errors import GatewayError
 from inference.models import ApiKey, Engine
 from monitoring.disk_check import simulate
@@ -215,7 +215,7 @@ def test_requests_per_minute_limit_gives_429_with_retry_after(server):
 
 
 def test_rate_window_slides_with_time(db):
-    caller = core.Caller("key", 99, "timed", rpm=1)
+    caller = keys.Caller("key", 99, "timed", rpm=1)
 
     def attempt():
         try:
@@ -233,7 +233,7 @@ def test_rate_window_slides_with_time(db):
 
 
 def test_concurrency_limit_counts_requests_in_flight(db):
-    caller = core.Caller("user", 5, "alice")
+    caller = keys.Caller("user", 5, "alice")
 
     async def scenario(settings_limit):
         held = [f"r{i}" for i in range(settings_limit)]

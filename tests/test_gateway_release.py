@@ -6,7 +6,7 @@ import time
 from asgiref.sync import async_to_sync
 
 from glmadmin.lib import redis as rd
-from inference.gateway import core, limits, state, stats
+from inference.gateway import core, keys, limits, state, stats
 
 
 class FinishedResponse:
@@ -20,7 +20,7 @@ class FinishedResponse:
 
 
 def test_a_cancel_during_the_release_still_releases(monkeypatch):
-    caller = core.Caller("user", 7, "hangs-up")
+    caller = keys.Caller("user", 7, "hangs-up")
     busy, inflight = limits.busy_key(caller), state.inflight_key("release-engine")
     client = rd.client()
     for key in (busy, inflight):

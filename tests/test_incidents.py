@@ -3,8 +3,8 @@ import threading
 import pytest
 from django.db import connection
 
-from monitoring.incidents import _move, acknowledge, drive
-from monitoring.models import Incident, IncidentEvent
+from alerts.incidents import _move, acknowledge, drive
+from alerts.models import Incident, IncidentEvent
 
 
 def step(target, value):

@@ -1,6 +1,6 @@
 import pytest
 
-from monitoring.levels import evaluate
+from alerts.levels import evaluate
 
 T = {"yellow": 85.0, "orange": 92.0, "red": 97.0}
 

@@ -2,13 +2,13 @@
 
 import pytest
 
-from monitoring.models import Notification, NotificationChannel
+from alerts.models import Notification, NotificationChannel
 from tests import notify_support
 from tests.notify_support import mail_channel, reading, webhook
 
 receiver, smtp = notify_support.receiver, notify_support.smtp  # the real receivers, as fixtures of this module
-ADD_URL = "/admin/monitoring/notificationchannel/add/"
-LIST_URL = "/admin/monitoring/notificationchannel/"
+ADD_URL = "/admin/alerts/notificationchannel/add/"
+LIST_URL = "/admin/alerts/notificationchannel/"
 pytestmark = pytest.mark.django_db
 
 
@@ -112,11 +112,11 @@ def test_history_pages(admin_client, receiver, django_capture_on_commit_callback
     with django_capture_on_commit_callbacks(execute=True):
         reading(98)
     notification = Notification.objects.get()
-    incident_page = admin_client.get(f"/admin/monitoring/incident/{notification.incident_id}/change/")
+    incident_page = admin_client.get(f"/admin/alerts/incident/{notification.incident_id}/change/")
     assert incident_page.status_code == 200 and "hook" in incident_page.content.decode()
-    assert admin_client.get("/admin/monitoring/notification/").status_code == 200
-    assert admin_client.get(f"/admin/monitoring/notification/{notification.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/alerts/notification/").status_code == 200
+    assert admin_client.get(f"/admin/alerts/notification/{notification.pk}/change/").status_code == 200
 
-    response = admin_client.post("/admin/monitoring/notification/",
+    response = admin_client.post("/admin/alerts/notification/",
                                  {"action": "retry_now", "_selected_action": [notification.pk]}, follow=True)
     assert "Queued 1 notification(s) for another try." in response.content.decode()

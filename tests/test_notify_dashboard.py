@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 def test_without_channels_it_says_how_to_add_one(admin_client):
     html = admin_client.get("/").content.decode()
     assert "<h2>Notifications</h2>" in html
-    assert "No channel yet" in html and "/admin/monitoring/notificationchannel/add/" in html
+    assert "No channel yet" in html and "/admin/alerts/notificationchannel/add/" in html
 
 
 def test_history_per_incident(admin_client, receiver, django_capture_on_commit_callbacks, time_machine):

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring.models import DeliveryAttempt, Notification, NotificationChannel
-from monitoring.notifications import delivery, planner
-from monitoring.tasks import deliver_notification, redeliver_stalled_notifications
+from alerts.models import DeliveryAttempt, Notification, NotificationChannel
+from alerts.notifications import delivery, planner
+from alerts.tasks import deliver_notification, redeliver_stalled_notifications
 from tests import notify_support
 from tests.conftest import ROOT, free_port, subprocess_env
 from tests.notify_support import mail_channel, reading, webhook, work
@@ -178,7 +178,7 @@ def test_worker_killed_mid_send_redelivers_once(receiver, time_machine):
     reading(98)  # autocommit: planned (and queued) at once
     notification = Notification.objects.get()
     release = receiver.hold()
-    code = f"from monitoring.tasks import deliver_notification as d; d.apply(args=[{notification.pk}])"
+    code = f"from alerts.tasks import deliver_notification as d; d.apply(args=[{notification.pk}])"
     worker = subprocess.Popen([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=subprocess_env())
     try:
         assert receiver.arrived.wait(60), "the worker never sent the request"

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from monitoring.models import IncidentEvent, Notification
+from alerts.models import IncidentEvent, Notification
 from tests import notify_support
 from tests.notify_support import reading, webhook, work
 

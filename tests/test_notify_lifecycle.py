@@ -3,8 +3,8 @@
 import pytest
 from django.core.management import call_command
 
-from monitoring.models import DeliveryAttempt, Notification
-from monitoring.notifications import delivery
+from alerts.models import DeliveryAttempt, Notification
+from alerts.notifications import delivery
 from tests import notify_support
 from tests.notify_support import mail_channel, reading, webhook, work
 

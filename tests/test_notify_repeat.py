@@ -2,8 +2,8 @@
 
 import pytest
 
-from monitoring.models import Incident, Notification
-from monitoring.tasks import repeat_red_alerts
+from alerts.models import Incident, Notification
+from alerts.tasks import repeat_red_alerts
 from tests import notify_support
 from tests.notify_support import reading, webhook, work
 

@@ -6,10 +6,10 @@ import hmac
 
 import pytest
 
-from monitoring.models import Notification
-from monitoring.notifications import planner
-from monitoring.notifications.transports import TRANSPORTS
-from monitoring.tasks import deliver_notification
+from alerts.models import Notification
+from alerts.notifications import planner
+from alerts.notifications.transports import TRANSPORTS
+from alerts.tasks import deliver_notification
 from tests import notify_support
 from tests.notify_support import mail_channel, reading, webhook, work
 
@@ -30,7 +30,7 @@ def red(django_capture_on_commit_callbacks, time_machine):
 
 
 def test_every_channel_kind_has_a_transport():
-    from monitoring.models import NotificationChannel
+    from alerts.models import NotificationChannel
 
     assert set(TRANSPORTS) == set(NotificationChannel.Kind.values)
 

@@ -1,8 +1,8 @@
 import pytest
 from django.test import Client
 
+from alerts.models import Incident
 from monitoring.disk_check import simulate
-from monitoring.models import Incident
 
 
 @pytest.mark.django_db

@@ -11,10 +11,12 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
+from glmadmin import live
 from glmadmin.asgi import application
 from inference.models import Engine
-from monitoring import live, tasks
-from monitoring.telemetry import rules, store
+from monitoring import tasks
+from monitoring.telemetry import store
+from monitoring.telemetry.rules import evaluate as rules
 from tests import fake_nvml
 from tests.telemetry_support import ProcessTree
 from tests.test_browser import CHROMIUM_FLAGS, PASSWORD

@@ -14,12 +14,14 @@ import pytest
 from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
+from alerts.models import Incident
 from glmadmin.celery import app
 from inference.models import Engine
 from monitoring import tasks
-from monitoring.models import GpuSample, HostSample, Incident, Resolution, TelemetrySettings
-from monitoring.telemetry import charts, latest, rules, sampler, store
-from monitoring.telemetry.rule_tasks import watch_telemetry_flow
+from monitoring.models import GpuSample, HostSample, Resolution, TelemetrySettings
+from monitoring.tasks import watch_telemetry_flow
+from monitoring.telemetry import charts, latest, sampler, store
+from monitoring.telemetry.rules import evaluate as rules
 from tests import fake_nvml
 from tests import telemetry_rules_support as support
 from tests.conftest import ROOT, subprocess_env

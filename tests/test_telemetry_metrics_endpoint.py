@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from glmadmin import exporter
 from monitoring import tasks
 from monitoring.disk_check import check_all, simulate
-from monitoring.telemetry import rules
+from monitoring.telemetry.rules import evaluate as rules
 from tests import fake_nvml
 
 pytestmark = pytest.mark.django_db

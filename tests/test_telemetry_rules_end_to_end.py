@@ -6,10 +6,10 @@ says requests wait while no token comes out. Cycles run as the beat task runs th
 
 import pytest
 
+from alerts.models import Incident
 from inference.models import Engine, EngineState
 from monitoring import tasks
-from monitoring.models import Incident
-from monitoring.telemetry.rule_tasks import watch_telemetry_flow
+from monitoring.tasks import watch_telemetry_flow
 from tests import fake_nvml
 from tests import telemetry_rules_support as support
 from tests.telemetry_rules_support import GIB, INTERVAL, open_incident, queued_control_tasks

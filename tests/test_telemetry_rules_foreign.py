@@ -2,8 +2,8 @@
 
 import pytest
 
-from monitoring.levels import Level
-from monitoring.models import Incident
+from alerts.levels import Level
+from alerts.models import Incident
 from tests import telemetry_rules_support as support
 from tests.telemetry_rules_support import cycle, gpu, incidents, open_incident, proc, ready_engine
 

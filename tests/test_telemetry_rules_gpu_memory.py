@@ -6,9 +6,9 @@ may fill a GPU, and when that withholds the restart, is in test_telemetry_rules_
 
 import pytest
 
+from alerts.levels import Level
+from alerts.models import Incident
 from inference.models import Engine
-from monitoring.levels import Level
-from monitoring.models import Incident
 from tests import telemetry_rules_support as support
 from tests.telemetry_rules_support import INTERVAL, cycle, gpu, open_incident, proc, queued_control_tasks, ready_engine
 

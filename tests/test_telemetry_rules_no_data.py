@@ -3,15 +3,15 @@
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from alerts.levels import Level
+from alerts.models import Incident
 from glmadmin.celery import app
-from monitoring.levels import Level
-from monitoring.models import Incident
-from monitoring.telemetry.rule_tasks import watch_telemetry_flow
+from monitoring.tasks import watch_telemetry_flow
 from tests import telemetry_rules_support as support
 from tests.telemetry_rules_support import cycle, gpu, open_incident, reading, ready_engine
 
 clock, rule_settings = support.clock, support.rule_settings  # fixtures of this module
-TASK = "monitoring.telemetry.rule_tasks.watch_telemetry_flow"
+TASK = "monitoring.tasks.watch_telemetry_flow"
 
 
 def no_data() -> Incident | None:

@@ -6,10 +6,10 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from alerts.models import Incident
 from glmadmin.lib import redis as rd
-from monitoring.models import Incident
-from monitoring.telemetry import rules
-from monitoring.telemetry.rule_state import hash_key
+from monitoring.telemetry.rules import evaluate as rules
+from monitoring.telemetry.rules.state import hash_key
 from tests import telemetry_rules_support as support
 from tests.telemetry_rules_support import START, cycle, gpu, open_incident, proc, reading, ready_engine
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from alerts.levels import Level
+from alerts.models import Incident
 from inference.models import Engine
-from monitoring.levels import Level
-from monitoring.models import Incident
 from tests import telemetry_rules_support as support
 from tests.telemetry_rules_support import cycle, open_incident, queued_control_tasks, reading, ready_engine
 

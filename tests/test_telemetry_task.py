@@ -7,7 +7,8 @@ import pytest
 from glmadmin.lib.redis import single_flight
 from monitoring import tasks
 from monitoring.models import EngineSample, GpuSample, HostSample
-from monitoring.telemetry import latest, rules
+from monitoring.telemetry import latest
+from monitoring.telemetry.rules import evaluate as rules
 from tests import fake_nvml
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,8 @@ from glmadmin.lib import processes
 from inference import demo
 from inference.models import Engine
 from inference.models import EngineState as S
-from monitoring.telemetry import rules, service
+from monitoring.telemetry import service
+from monitoring.telemetry.rules import evaluate as rules
 from tests.engines import engine_processes, require_runtime, step_until
 
 PORT = 8161

@@ -148,7 +148,7 @@ async def round_(stack, cookie, volume, n):
 
 def wait_resolved(volume):
     # The next checks resolve the incident; wait for it before the next round.
-    from monitoring.models import Incident
+    from alerts.models import Incident
 
     deadline = time.monotonic() + 60
     while Incident.objects.open().filter(source=f"disk:{volume}").exists():

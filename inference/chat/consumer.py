@@ -18,8 +18,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from inference.gateway import routing
-from inference.gateway.core import Caller, open_stream
+from inference.gateway.core import open_stream
 from inference.gateway.errors import GatewayError
+from inference.gateway.keys import Caller
 
 from . import conversation, stream
 from .stream import AnswerError

@@ -11,7 +11,6 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -25,27 +24,7 @@ KEEP_CHUNKS = 16  # of a stream's last chunks: the usage event, if asked for, is
 _ABSENT = object()
 
 
-@dataclass(frozen=True)
-class Caller:
-    kind: str  # "key" (an API key) or "user" (a logged-in user of the chat page)
-    id: int  # ApiKey.pk or User.pk
-    label: str  # key name/prefix or username, for counting and logs
-    # For "key": the ApiKey row's limits (settings' defaults when None); "user" uses
-    # settings.GATEWAY_USER_RPM and GATEWAY_USER_CONCURRENCY.
-    rpm: int | None = None
-    concurrency: int | None = None
-    ident: str = ""  # what its limits are kept under in Redis: a key's hash (known before the key is checked)
-
-    @property
-    def stats_label(self) -> str:
-        return f"{self.kind}:{self.label}"
-
-    @property
-    def slot(self) -> str:
-        return self.ident or str(self.id)
-
-
-async def open_stream(who: "Caller | keys.Presented", endpoint: str, body: dict,
+async def open_stream(who: "keys.Caller | keys.Presented", endpoint: str, body: dict,
                       raw: bytes | None = None) -> "Upstream":
     """who: the chat page's user (a Caller) or the API key a client presented; endpoint: "chat/completions"
     or "completions"; body: the client's parsed JSON object (raw: its bytes, sent on as they are when
@@ -156,7 +135,7 @@ class Upstream:
     """An engine's answer in progress. Close it (aclose) in a finally: that aborts what is still
     running upstream and releases the request's slots."""
 
-    def __init__(self, caller: Caller, engine_name: str, model: str, response: upstream.Response, body,
+    def __init__(self, caller: keys.Caller, engine_name: str, model: str, response: upstream.Response, body,
                  first: bytes, request_id: str, started: float, streaming: bool):
         self.caller, self.engine_name, self.model = caller, engine_name, model
         self.status_code = response.status_code

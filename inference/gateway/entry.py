@@ -77,7 +77,7 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Admitted:
-    caller: object  # core.Caller
+    caller: object  # keys.Caller
     engine: str
     url: str
 
@@ -89,7 +89,7 @@ def slot_keys(who) -> tuple[str, str]:
 
 
 async def enter(who, request_id: str, model: str, now: float) -> Admitted:
-    """who: a core.Caller (the chat page's user) or a keys.Presented (an API client). Raises Refused."""
+    """who: a keys.Caller (the chat page's user) or a keys.Presented (an API client). Raises Refused."""
     presented = isinstance(who, keys.Presented)
     if presented:
         mode, ident, rpm, concurrency = "lookup", who.hash, 0, 0

@@ -55,10 +55,28 @@ class Presented:
         return ApiKey.hash(self.plain)
 
 
+@dataclass(frozen=True)
+class Caller:
+    kind: str  # "key" (an API key) or "user" (a logged-in user of the chat page)
+    id: int  # ApiKey.pk or User.pk
+    label: str  # key name/prefix or username, for counting and logs
+    # For "key": the ApiKey row's limits (settings' defaults when None); "user" uses
+    # settings.GATEWAY_USER_RPM and GATEWAY_USER_CONCURRENCY.
+    rpm: int | None = None
+    concurrency: int | None = None
+    ident: str = ""  # what its limits are kept under in Redis: a key's hash (known before the key is checked)
+
+    @property
+    def stats_label(self) -> str:
+        return f"{self.kind}:{self.label}"
+
+    @property
+    def slot(self) -> str:
+        return self.ident or str(self.id)
+
+
 def caller_of(entry: str, key_hash: str):
     """The Caller of a key's Redis entry."""
-    from .core import Caller
-
     found = json.loads(entry)
     return Caller("key", found["id"], found["label"], rpm=found["rpm"], concurrency=found["concurrency"],
                   ident=key_hash)

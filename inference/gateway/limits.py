@@ -86,7 +86,7 @@ async def admit(caller, request_id: str, now: float) -> None:
 async def sync_admission() -> None:
     from asgiref.sync import sync_to_async
 
-    from monitoring import admission
+    from alerts import admission
 
     await sync_to_async(admission.sync)()
 

@@ -42,7 +42,7 @@ def script(source: str):
     return scripts[source]
 
 
-ADMISSION = "admission"  # monitoring.admission's key
+ADMISSION = "admission"  # alerts.admission's key
 
 
 def routes_key() -> str:

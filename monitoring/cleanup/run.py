@@ -11,11 +11,12 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
+from alerts.incidents import drive
+from alerts.levels import Level
+from alerts.models import Incident
 from glmadmin.lib import filelock, safewalk
 
-from ..incidents import drive
-from ..levels import Level
-from ..models import CleanupPolicy, CleanupRun, Incident
+from ..models import CleanupPolicy, CleanupRun
 from . import decide, journal
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import redis
 from django.utils import timezone
 
+from alerts.models import Incident
+from glmadmin import live
 from glmadmin.lib import safewalk
 
-from .. import live
-from ..models import CleanupPolicy, CleanupRun, Incident, LogPolicy
+from ..models import CleanupPolicy, CleanupRun, LogPolicy
 from . import journal, logs
 from .run import Busy, run_policy
 

@@ -2,9 +2,14 @@
 
 from django.db import transaction
 
-from ..incidents import Transition
-from ..levels import Level, rank
-from ..models import CleanupRun, IncidentEvent
+from alerts.incidents import Transition
+from alerts.levels import Level, rank
+from alerts.models import IncidentEvent
+from glmadmin import jobs
+
+from ..models import CleanupRun
+
+CLEANUP_TASK = "monitoring.tasks.run_cleanup"
 
 
 def on_disk_transition(transition: Transition | None) -> bool:
@@ -15,8 +20,6 @@ def on_disk_transition(transition: Transition | None) -> bool:
         return False
     if rank(transition.incident.level) < rank(Level.ORANGE):
         return False
-    from ..tasks import run_cleanup  # the tasks module imports the disk check, which imports this one
-
     incident_id = transition.incident.pk
-    transaction.on_commit(lambda: run_cleanup.delay(CleanupRun.Trigger.INCIDENT, incident_id))
+    transaction.on_commit(lambda: jobs.enqueue(CLEANUP_TASK, CleanupRun.Trigger.INCIDENT, incident_id))
     return True

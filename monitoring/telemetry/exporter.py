@@ -10,11 +10,12 @@ from django.db.models import Count
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from alerts.levels import Level
+from alerts.models import Incident
 from glmadmin import exporter
 from inference.models import Engine, EngineState
 
-from ..levels import Level
-from ..models import Incident, WatchedFilesystem
+from ..models import WatchedFilesystem
 from . import latest
 
 log = logging.getLogger(__name__)

@@ -47,3 +47,7 @@ def apply_interval(every: int) -> None:
         if task.interval_id != interval.pk or task.expire_seconds != expires_for(every):
             task.interval, task.expire_seconds = interval, expires_for(every)
             task.save()  # PeriodicTask.save() bumps the change marker beat polls
+
+
+def on_settings_saved(sender, instance, **kwargs):
+    apply_interval(instance.sample_interval_seconds)

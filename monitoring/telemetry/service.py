@@ -2,9 +2,11 @@
 
 import logging
 
-from .. import live
-from . import charts, latest, rules, sampler, store
+from glmadmin import live
+
+from . import charts, latest, sampler, store
 from .readings import Cycle
+from .rules import evaluate as rules
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from alerts.levels import Level
 from monitoring.disk_check import simulate
-from monitoring.levels import Level
 
 
 class Command(BaseCommand):

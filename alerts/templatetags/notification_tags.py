@@ -1,6 +1,6 @@
 from django import template
 
-from monitoring.notifications.panel import panel
+from alerts.notifications.panel import panel
 
 register = template.Library()
 

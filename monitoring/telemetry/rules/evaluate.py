@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from alerts.incidents import drive
+from alerts.models import Incident
 from inference.models import Engine, EngineState
-from monitoring.incidents import drive
-from monitoring.models import Incident
 
-from .readings import Cycle
-from .rule_actions import restart
-from .rule_checks import RULES, Context, Observation, observe
-from .rule_models import TelemetryRules
-from .rule_state import Outcome, State, Track
+from ...models import TelemetryRules
+from ..readings import Cycle
+from .actions import restart
+from .checks import RULES, Context, Observation, observe
+from .state import Outcome, State, Track
 
 
 @dataclass(frozen=True)

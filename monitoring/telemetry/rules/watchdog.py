@@ -11,15 +11,15 @@ import json
 
 from django.utils import timezone
 
+from alerts.incidents import drive
+from alerts.levels import Level
+from alerts.models import Incident
+from glmadmin import live
 from glmadmin.lib import redis as rd
-from monitoring import live
-from monitoring.incidents import drive
-from monitoring.levels import Level
-from monitoring.models import Incident
 
-from .rule_models import TelemetryRules
-from .rule_state import last_cycle_key
-from .schedule import SAMPLE_TASK, schedule_name
+from ...models import TelemetryRules
+from ..schedule import SAMPLE_TASK, schedule_name
+from .state import last_cycle_key
 
 SOURCE_PREFIX = "telemetry:no-data:"
 

@@ -2,10 +2,11 @@ from django import forms
 
 from ..levels import Level
 from ..models import Incident, NotificationChannel, default_channel_levels
+from .transports import config_errors
 
 
 class ChannelForm(forms.ModelForm):
-    """The channel's lists as ticks; which combinations are valid is the model's clean()."""
+    """The channel's lists as ticks; which settings each kind needs is its transport's to say."""
 
     levels = forms.MultipleChoiceField(
         choices=Level.choices, widget=forms.CheckboxSelectMultiple, required=False, initial=default_channel_levels,
@@ -21,3 +22,8 @@ class ChannelForm(forms.ModelForm):
                   "incident_kinds", "repeat_minutes"]
         widgets = {"recipients": forms.Textarea(attrs={"rows": 3, "cols": 60}),
                    "url": forms.TextInput(attrs={"size": 80})}
+
+    def _post_clean(self):
+        super()._post_clean()  # the instance now holds the submitted values
+        for field, error in config_errors(self.instance).items():
+            self.add_error(field if field in self.fields else None, error)

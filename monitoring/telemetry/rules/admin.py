@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from .rule_models import RuleRestart, TelemetryRules
+from ...models import RuleRestart, TelemetryRules
 
 
 def _rule(title: str, description: str, *fields) -> tuple:

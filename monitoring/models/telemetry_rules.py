@@ -1,4 +1,4 @@
-"""Thresholds of the telemetry rules, editable in Django admin (imported by monitoring.models).
+"""Thresholds of the telemetry rules, editable in Django admin .
 
 One row holds every rule: the admin shows them on one page, grouped by rule, and the sampler
 reads them with one query per cycle (see TelemetryRules.current). The logic is in rules.py.
@@ -9,11 +9,18 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Subquery
 
+from inference.models import Engine
+
+from .telemetry import TelemetrySettings
+
 __all__ = ["RuleRestart", "TelemetryRules"]
 
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 DAY = 24 * 3600
 SECONDS = [MaxValueValidator(DAY)]
+# Held GPU memory within an engine's reservation plus this fraction of the GPU (CUDA context, NCCL
+# buffers) is still what it reserved; beyond it the engine has grown.
+RESERVATION_MARGIN = 0.02
 
 
 def _for(default: int, what: str = "") -> models.PositiveIntegerField:
@@ -128,29 +135,23 @@ class TelemetryRules(models.Model):
         """Why the GPU-memory threshold would be crossed by a healthy engine's reservation ("" if it is not)."""
         if not self.gpu_memory_enabled or self.gpu_memory_percent is None:
             return ""
-        from inference.models import Engine
-
-        from .rule_checks import RESERVATION_MARGIN, reservation
-
         engines = [e for e in Engine.objects.filter(enabled=True) if e.gpus]
-        engine = max(engines, key=reservation, default=None)
+        engine = max(engines, key=Engine.reservation, default=None)
         if engine is None:
             return ""
-        limit = 100 * (reservation(engine) + RESERVATION_MARGIN)
+        limit = 100 * (engine.reservation() + RESERVATION_MARGIN)
         if self.gpu_memory_percent > limit:
             return ""
         how = (f"gpu_memory_utilization {engine.gpu_memory_utilization:g}" if engine.gpu_memory_utilization
                else "vLLM's default gpu_memory_utilization")
         fix = (f"Use a threshold above {limit:g} %, or lower" if limit < 100 else "Lower")
-        return (f"Engine {engine.name} reserves {100 * reservation(engine):g} % of its GPUs ({how}) for as long as "
+        return (f"Engine {engine.name} reserves {100 * engine.reservation():g} % of its GPUs ({how}) for as long as "
                 f"it runs: at {self.gpu_memory_percent:g} % its GPU would stay raised. {fix} that engine's "
                 "gpu_memory_utilization.")
 
     @classmethod
     def current(cls) -> "TelemetryRules":
         """The rules with the sampling interval (`sample_interval`) in one query."""
-        from monitoring.models import TelemetrySettings
-
         interval = TelemetrySettings.objects.filter(pk=1).values("sample_interval_seconds")[:1]
         rules = cls.objects.annotate(sample_interval=Subquery(interval)).filter(pk=1).first()
         if rules is None:  # the migration creates the row; a deleted one comes back with the defaults

@@ -9,22 +9,20 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from alerts.levels import Level
+from alerts.models import Incident
 from inference.models import Engine, EngineState
-from monitoring.levels import Level
-from monitoring.models import Incident
 
-from .readings import Cycle, EngineReading, GpuReading
-from .rule_models import TelemetryRules
-from .rule_state import Baseline, Outcome, make_source
+from ...models.telemetry_rules import RESERVATION_MARGIN, TelemetryRules
+from ..readings import Cycle, EngineReading, GpuReading
+from .state import Baseline, Outcome, make_source
 
 GIB = 1024**3
 BASELINE_MIN_SAMPLES = 6  # p95 values (cycles with traffic) a baseline needs at the least
 BASELINE_MAX_SAMPLES = 2000
 # vLLM reserves --gpu-memory-utilization x the GPU's memory up front (KV cache included) and holds it
-# for its whole life; 0.9 when the engine does not set it. Beyond that plus this margin (of the GPU's
-# memory: CUDA context, NCCL buffers) the engine has grown, which a restart cures.
-VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
-RESERVATION_MARGIN = 0.02
+# for its whole life (Engine.reservation). Beyond that plus RESERVATION_MARGIN (of the GPU's memory:
+# CUDA context, NCCL buffers) the engine has grown, which a restart cures.
 
 
 @dataclass(frozen=True)
@@ -116,11 +114,6 @@ def gpu_memory(ctx: Context) -> Iterator[Observation]:
             withheld=withheld, for_seconds=rules.gpu_memory_seconds)
 
 
-def reservation(engine: Engine) -> float:
-    """The fraction of each of its GPUs' memory vLLM reserves for the engine."""
-    return engine.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
-
-
 def restart_withheld(gpu: GpuReading, engine: Engine, foreign_gib: float) -> str:
     """Why restarting `engine` would not free this GPU ("" when it would), in words for the incident.
 
@@ -141,7 +134,7 @@ def restart_withheld(gpu: GpuReading, engine: Engine, foreign_gib: float) -> str
         return f"{prefix}none of its processes holds memory on GPU {gpu.index}"
     if None in own:
         return f"{prefix}NVML does not say how much its processes hold on GPU {gpu.index}"
-    held, share = sum(own), reservation(engine)
+    held, share = sum(own), engine.reservation()
     if held <= (share + RESERVATION_MARGIN) * gpu.memory_total:
         how = ("by gpu_memory_utilization" if engine.gpu_memory_utilization
                else "vLLM's default gpu_memory_utilization")

@@ -1,4 +1,5 @@
-"""What the status bar and the live state say about the engines."""
+"""This app's part of the live page state (glmadmin/live.py): what the status bar and the cards say
+about the engines."""
 
 from .models import Engine
 from .models import EngineState as S
@@ -25,3 +26,8 @@ def engine_summary(rows: list[tuple[str, str, bool]] | None = None) -> dict:
 
 def engine_rows() -> list[tuple[str, str, bool]]:
     return list(Engine.objects.values_list("name", "state", "enabled"))
+
+
+def part() -> dict:
+    rows = engine_rows()  # one query serves the status bar and the engine cards
+    return {"engine": engine_summary(rows), "engines": [{"name": name, "state": state} for name, state, _ in rows]}

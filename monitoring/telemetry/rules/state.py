@@ -11,10 +11,10 @@ which conditions were raised, and the streaks start again.
 import json
 from dataclasses import asdict, dataclass, field
 
+from alerts.models import Incident
 from glmadmin.lib import redis as rd
-from monitoring.models import Incident
 
-from .rule_models import DAY
+from ...models.telemetry_rules import DAY
 
 
 class Outcome:

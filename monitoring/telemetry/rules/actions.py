@@ -9,7 +9,7 @@ from django.utils import timezone
 from inference import control
 from inference.models import Engine, EngineState
 
-from .rule_models import RuleRestart
+from ...models import RuleRestart
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from glmadmin import jobs
+
 from ..levels import Level
 from ..models import Incident, IncidentEvent, Notification, NotificationChannel
 from . import messages
 
 log = logging.getLogger(__name__)
+DELIVER_TASK = "alerts.tasks.deliver_notification"
 Reason = Notification.Reason
 EventKind = IncidentEvent.Kind
 
@@ -105,12 +108,10 @@ def _plan(channel, message: messages.Message, dedupe_key: str, **fields) -> Noti
 
 def enqueue(notification_ids: list[int]) -> list[int]:
     """One Celery task per notification, so a slow or dead channel holds up nobody else."""
-    from monitoring.tasks import deliver_notification  # tasks import this module
-
     def send():
         for pk in notification_ids:
             try:
-                deliver_notification.delay(pk)
+                jobs.enqueue(DELIVER_TASK, pk)
             except OperationalError as exc:
                 # The row is in the database: the stalled-notification sweep queues it again.
                 log.warning("cannot queue notification %s (%s); the sweep will retry", pk, exc)

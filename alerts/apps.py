@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    name = "alerts"
+    verbose_name = "Alerts and notifications"
+
+    def ready(self):
+        from glmadmin import live as hub
+
+        from . import live
+
+        hub.add_part(live.part)

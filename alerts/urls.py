@@ -1,0 +1,7 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("incidents/<int:pk>/acknowledge/", views.acknowledge, name="acknowledge-incident"),
+]

@@ -1,0 +1,21 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_POST
+
+from glmadmin import live
+
+from .incidents import acknowledge as acknowledge_incident
+from .models import Incident
+
+
+@require_POST
+@permission_required("alerts.change_incident", raise_exception=True)
+def acknowledge(request, pk):
+    incident = get_object_or_404(Incident, pk=pk)
+    if acknowledge_incident(incident, request.user):
+        live.publish(force=True)
+        messages.success(request, f"Acknowledged: {incident.title}")
+    else:
+        messages.info(request, f"Already acknowledged: {incident.title}")
+    return redirect("dashboard")

@@ -1,0 +1,85 @@
+"""The live state every page shows (status bar, banners, telemetry), and its publisher.
+
+A hub: glmadmin knows no app. Each app adds its part of the state in its
+AppConfig.ready() (alerts: incidents and admission; inference: engines;
+monitoring: disks, cache and telemetry), and may add an HTML fragment. So the
+engine supervisor can publish without depending on monitoring, and a part that
+fails to render never stops the state change that asked for the publish
+(publish_on_commit is robust).
+
+Every websocket message is the whole state, never a delta: a browser that
+missed messages (channels_redis drops them for a full channel) is right again
+with the next one, and a (re)connecting browser first gets the current state.
+The HTML fragments are rendered by the same templates the pages use, so there
+is one way to draw a banner.
+"""
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from glmadmin.lib import redis as rd
+
+log = logging.getLogger(__name__)
+
+GROUP = "live"
+
+# Each part returns the keys it adds to the state; each fragment draws one element of every page.
+_parts: list[Callable[[], dict]] = []
+_fragments: dict[str, Callable[[dict], str]] = {
+    # The status bar and the banners are the pages' own; the parts fill them in.
+    "statusbar": lambda current: render_to_string("partials/statusbar.html", {"live": current}),
+    "alerts": lambda current: render_to_string("partials/alerts.html", {"live": current}),
+}
+
+
+def add_part(part: Callable[[], dict]) -> None:
+    if part not in _parts:
+        _parts.append(part)
+
+
+def add_fragment(name: str, render: Callable[[dict], str]) -> None:
+    _fragments[name] = render
+
+
+def state() -> dict:
+    current: dict = {}
+    for part in _parts:
+        current.update(part())
+    return current
+
+
+def message(current: dict | None = None) -> dict:
+    current = state() if current is None else current
+    return {"type": "state", "state": current,
+            "html": {name: render(current) for name, render in _fragments.items()}}
+
+
+def publish(force: bool = False) -> bool:
+    """Send the current state to every open page, if it changed since the last send."""
+    current = state()
+    digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()
+    previous = rd.client().set(rd.key("live", "digest"), digest, get=True)
+    if previous == digest and not force:
+        return False
+    # Encoded once here rather than once per open page by each consumer.
+    text = json.dumps({**message(current), "published_at": time.time()})
+    async_to_sync(get_channel_layer().group_send)(GROUP, {"type": "live.state", "text": text})
+    return True
+
+
+def publish_on_commit(force: bool = True) -> None:
+    """Publish once the caller's transaction commits; a failure is logged, never raised to the caller.
+
+    The pages are a view of the database: a state change that committed must
+    go on (its incident opened, its next step taken) even when Redis or a
+    template is broken, and the next publish corrects the pages.
+    """
+    transaction.on_commit(lambda: publish(force=force), robust=True)

@@ -1,0 +1,85 @@
+"""Watched filesystems with their thresholds, and their usage history."""
+
+from itertools import pairwise
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from alerts.levels import Level, evaluate
+
+PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
+
+
+class WatchedFilesystem(models.Model):
+    """A filesystem whose usage is checked, with its alert thresholds."""
+
+    path = models.CharField(max_length=500, unique=True, help_text="Any absolute path on the filesystem to watch.")
+    label = models.CharField(max_length=100, help_text="Short name shown in alerts, e.g. 'models' or 'root'.")
+    enabled = models.BooleanField(default=True)
+    yellow_enabled = models.BooleanField("yellow on", default=True)
+    yellow_percent = models.FloatField("yellow at %", default=85.0, validators=PERCENT)
+    orange_enabled = models.BooleanField("orange on", default=True)
+    orange_percent = models.FloatField("orange at %", default=92.0, validators=PERCENT)
+    red_enabled = models.BooleanField("red on", default=True)
+    red_percent = models.FloatField(
+        "red at %", default=97.0, validators=PERCENT, help_text="Red pauses new inference requests."
+    )
+    clear_margin = models.FloatField(
+        default=2.0,
+        validators=[MinValueValidator(0), MaxValueValidator(50)],
+        help_text="An alert clears only when usage drops this many points below its threshold.",
+    )
+    # The latest reading, kept here so the status bar needs no query on the samples.
+    last_percent = models.FloatField(null=True, blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=300, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["path"]
+        verbose_name = "watched filesystem"
+
+    def __str__(self):
+        return f"{self.label} ({self.path})"
+
+    @property
+    def source(self) -> str:
+        return f"disk:{self.path}"
+
+    def thresholds(self) -> dict[str, float]:
+        levels = {
+            Level.YELLOW: (self.yellow_enabled, self.yellow_percent),
+            Level.ORANGE: (self.orange_enabled, self.orange_percent),
+            Level.RED: (self.red_enabled, self.red_percent),
+        }
+        return {level: percent for level, (on, percent) in levels.items() if on}
+
+    def level_for(self, percent: float, current: str | None) -> str | None:
+        return evaluate(percent, self.thresholds(), current, self.clear_margin)
+
+    def clean(self):
+        errors = {}
+        if self.path and not self.path.startswith("/"):
+            errors["path"] = "Use an absolute path (starting with /)."
+        enabled = [(level, pct) for level, pct in self.thresholds().items() if pct is not None]
+        for (low, low_pct), (high, high_pct) in pairwise(enabled):
+            if low_pct >= high_pct:
+                errors[f"{high}_percent"] = (
+                    f"The {high} threshold ({high_pct:g} %) must be above the {low} threshold ({low_pct:g} %)."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+
+class DiskSample(models.Model):
+    filesystem = models.ForeignKey(WatchedFilesystem, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField(db_index=True)
+    percent = models.FloatField()
+    used_bytes = models.BigIntegerField()
+    total_bytes = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["filesystem", "at"])]
+
+    def __str__(self):
+        return f"{self.filesystem_id} {self.at:%Y-%m-%d %H:%M:%S} {self.percent:.1f} %"
