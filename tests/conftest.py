@@ -1,18 +1,13 @@
-import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from glmadmin.lib import redis as rd
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.processes import ROOT, free_port, subprocess_env
 
 
 @pytest.fixture(autouse=True)
@@ -31,34 +26,6 @@ def no_default_filesystems(db):
     from monitoring.models import WatchedFilesystem
 
     WatchedFilesystem.objects.all().delete()
-
-
-def subprocess_env() -> dict:
-    """Environment for a child process that must share this test's database and Redis."""
-    env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    env["REDIS_URL"] = settings.REDIS_URL
-    env["GLMADMIN_REDIS_PREFIX"] = settings.REDIS_PREFIX
-    env["GLMADMIN_DATA_DIR"] = str(settings.DATA_DIR)
-    return env
-
-
-def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run manage.py in a separate process, as an operator would from a shell."""
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120, check=check)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

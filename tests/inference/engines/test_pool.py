@@ -1,0 +1,196 @@
+"""The engine pool with real vLLM (CPU build) serving the generated demo model.
+
+One engine is shared by the tests of this module, in order: starting costs
+about 30-45 s here. Rows are committed (not rolled back) so that the
+management commands run as separate processes see them.
+"""
+
+import os
+import signal
+import threading
+
+import httpx
+import psutil
+import pytest
+from django.core.management import call_command
+
+from alerts.models import Incident
+from glmadmin.lib import processes
+from inference import demo, supervisor
+from inference.models import Engine
+from inference.models import EngineState as S
+from tests.support.engines import engine_processes, events, require_runtime, step_until
+from tests.support.processes import manage
+
+PORT = 8131
+STARTUP = 240
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    require_runtime()
+    return demo.make_model(tmp_path_factory.mktemp("models") / "demo")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_engine_left_behind():
+    yield
+    for proc in engine_processes(PORT) + engine_processes(PORT + 1):
+        segments = processes.shared_memory(proc.pid)
+        processes.kill_group(proc.pid)
+        processes.remove_shared_memory(segments)
+
+
+@pytest.fixture
+def engine(transactional_db, demo_model):
+    """The pool's engine row. Rows do not outlive a test, the process does: each test's new row
+    finds the running engine on its port and adopts it, which is itself what a supervisor must do."""
+    return Engine.objects.create(name="pool-a", port=PORT, model=str(demo_model), served_model_name="demo-a",
+                                 enforce_eager=True, shutdown_timeout=10, extra_args=demo.ENGINE_ARGS)
+
+
+@pytest.fixture
+def ready(engine):
+    return step_until(engine, lambda e: e.state == S.READY, STARTUP, "ready")
+
+
+def test_start_then_ready_then_a_real_completion(engine, capsys):
+    call_command("start_engine", "pool-a", "--timeout", str(STARTUP))
+    assert "pool-a: ready" in capsys.readouterr().out
+    engine.refresh_from_db()
+    assert engine.state == S.READY and engine.last_probe_ms is not None
+    response = httpx.post(f"http://127.0.0.1:{PORT}/v1/completions",
+                          json={"model": "demo-a", "prompt": "hello", "max_tokens": 5}, timeout=30)
+    assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] == 5
+    # Bound to loopback only: users reach engines through the gateway.
+    listening = {c.laddr.ip for c in psutil.Process(engine.pid).net_connections() if c.status == "LISTEN"}
+    assert listening == {"127.0.0.1"}
+    assert events(engine)[-2:] == ["starting", "ready"]
+
+
+def test_engine_status_table(ready):
+    engine = ready
+    result = manage("engine_status")
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "HOST", "STATE", "PID", "PORT"]
+    engine.refresh_from_db()
+    assert row.split()[:5] == ["pool-a", "local", "ready", str(engine.pid), str(PORT)]
+
+
+def test_restart_engine_command_end_to_end(ready):
+    engine = ready
+    engine.refresh_from_db()
+    old_pid = engine.pid
+    old_segments = processes.shared_memory(old_pid)
+    assert old_segments  # vLLM's message queues
+    result = manage("restart_engine", "pool-a", "--timeout", str(STARTUP))
+    lines = result.stdout.splitlines()
+    states = [line.split(": ")[1].split()[0] for line in lines if "pool-a: " in line]
+    assert states == ["draining", "stopped", "starting", "ready"], result.stdout
+    assert lines[-1] == "ready: pool-a"
+    engine.refresh_from_db()
+    assert engine.pid != old_pid and engine.restarts >= 1
+    assert processes.group_members(old_pid) == []  # nothing of the old engine is left
+    assert [p.pid for p in engine_processes(PORT)] == [engine.pid]
+    assert [path for path in old_segments if os.path.exists(path)] == []
+
+
+def test_restart_of_unknown_engine_fails_with_one_line(engine):
+    result = manage("restart_engine", "nope", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["CommandError: unknown engine 'nope' (engines: pool-a)"]
+
+
+def test_supervisor_restart_adopts_the_running_engine(ready):
+    engine = ready
+    engine.refresh_from_db()
+    pid = engine.pid
+    # A fresh process (as after a worker restart) steps the supervisor: it finds the engine, starts nothing.
+    manage("shell", "-c", "from inference.supervisor import reconcile_host; reconcile_host()")
+    engine.refresh_from_db()
+    assert (engine.state, engine.pid) == (S.READY, pid)
+    # Even with its record lost, the process on the port is recognised as ours and adopted, not duplicated.
+    Engine.objects.filter(pk=engine.pk).update(state=S.STOPPED, pid=None, process_started_at=None)
+    engine = step_until(engine, lambda e: e.state == S.READY, STARTUP, "ready after adoption")
+    assert engine.pid == pid
+    assert [p.pid for p in engine_processes(PORT)] == [pid]
+
+
+def test_killed_engine_core_is_detected_and_restarted(ready, settings):
+    engine = ready
+    settings.ENGINE_BACKOFF_SECONDS = 1
+    engine.refresh_from_db()
+    old_pid = engine.pid
+    old_segments = processes.shared_memory(old_pid)
+    core = next(p for p in processes.group_members(old_pid) if "EngineCore" in " ".join(p.cmdline()))
+    core.send_signal(signal.SIGKILL)
+    engine = step_until(engine, lambda e: e.state == S.READY and e.pid != old_pid, STARTUP, "restarted after kill -9")
+    assert S.BACKOFF in events(engine)[-3:] or S.UNHEALTHY in events(engine)[-4:]
+    assert processes.group_members(old_pid) == []
+    # A crashed engine's shared memory (hundreds of MB) does not pile up in /dev/shm.
+    assert [path for path in old_segments if os.path.exists(path)] == []
+
+
+def test_frozen_engine_is_unhealthy_after_three_probes_then_restarted(ready, settings):
+    engine = ready
+    settings.ENGINE_PROBE_INTERVAL = 1
+    settings.ENGINE_PROBE_TIMEOUT = 2
+    engine.refresh_from_db()
+    old_pid = engine.pid
+    os.killpg(old_pid, signal.SIGSTOP)  # alive, port open, answers nothing: what a hung engine looks like
+    engine = step_until(engine, lambda e: e.state == S.UNHEALTHY, 60, "unhealthy")
+    assert engine.state_reason.startswith("3 failed probes in a row")
+    engine = step_until(engine, lambda e: e.state == S.READY and e.pid != old_pid, STARTUP, "restarted")
+    assert processes.group_members(old_pid) == []
+
+
+def test_two_reconciles_at_once_start_one_process(ready):
+    engine = ready
+    call_command("stop_engine", "pool-a", "--timeout", "120")
+    Engine.objects.filter(pk=engine.pk).update(enabled=True)
+    engine.refresh_from_db()
+    barrier = threading.Barrier(2)
+
+    def step_without_lock():
+        # Below the lock, as if it had expired: the database claim alone must prevent a second engine.
+        stale = Engine.objects.get(pk=engine.pk)
+        barrier.wait()
+        supervisor._step(stale)
+
+    threads = [threading.Thread(target=step_without_lock) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine = step_until(engine, lambda e: e.state == S.READY, STARTUP, "ready")
+    assert [p.pid for p in engine_processes(PORT)] == [engine.pid]
+    assert events(engine)[-2:] == ["starting", "ready"]
+
+
+def test_stop_leaves_no_process_and_frees_the_port(ready):
+    engine = ready
+    engine.refresh_from_db()
+    pid = engine.pid
+    result = manage("stop_engine", "pool-a")
+    assert result.stdout.splitlines()[-1] == "stopped: pool-a"
+    engine.refresh_from_db()
+    assert (engine.state, engine.pid, engine.enabled) == (S.STOPPED, None, False)
+    assert processes.group_members(pid) == []
+    assert engine_processes(PORT) == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=2)
+
+
+def test_bad_model_path_backs_off_then_fails_with_an_incident(transactional_db, demo_model, settings, tmp_path):
+    settings.ENGINE_BACKOFF_SECONDS = 1
+    broken = Engine.objects.create(name="broken", port=PORT + 1, model=str(tmp_path / "no-such-model"),
+                                   served_model_name="broken", enforce_eager=True)
+    broken = step_until(broken, lambda e: e.state == S.FAILED, 400, "failed")
+    assert events(broken).count(S.BACKOFF) == 2 and events(broken)[-1] == S.FAILED
+    assert "3 failures within 10 min" in broken.state_reason
+    incident = Incident.objects.open().get(source="engine:local:broken")
+    assert (incident.kind, incident.level) == ("engine", "orange")
+    # It stays down until an operator acts.
+    supervisor.reconcile(broken.pk)
+    broken.refresh_from_db()
+    assert broken.state == S.FAILED and engine_processes(PORT + 1) == []
