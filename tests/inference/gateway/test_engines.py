@@ -1,7 +1,7 @@
 """The gateway in front of two real vLLM engines (CPU build, demo model), over real HTTP.
 
 The engines are started once for the module; each test's rows adopt the running
-processes (see tests/test_engine_pool.py). The gateway is the real uvicorn server.
+processes (see tests/inference/engines/test_pool.py). The gateway is the real uvicorn server.
 """
 
 import asyncio
