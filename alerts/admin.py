@@ -10,7 +10,7 @@ class IncidentEventInline(admin.TabularInline):
     model = IncidentEvent
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("at", "kind", "level", "value", "user")
+    fields = readonly_fields = ("at", "kind", "level", "value", "user", "note")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -29,6 +29,10 @@ class IncidentAdmin(admin.ModelAdmin):
                        "updated_at", "resolved_at", "acknowledged_at", "acknowledged_by")
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # History is the record of what happened; an open one is closed with "Resolve" and a note instead.
         return False
 
     @admin.action(description="Acknowledge selected incidents", permissions=["change"])

@@ -79,6 +79,35 @@ def _move(current: Incident, target: str | None, *, value, message) -> Transitio
     return Transition(Incident.objects.get(pk=current.pk), event_kind)
 
 
+def resolve_by_hand(incident: Incident, user, note: str) -> bool:
+    """A person closes an incident, saying why; False if it was already resolved.
+
+    The reading is not changed: if the subject is still over its threshold the
+    next check opens a new incident, so a hand resolve never hides a live problem
+    for long, and the history keeps who resolved the old one and why.
+    """
+    return _resolve(incident, user=user, note=note)
+
+
+def resolve_unwatched(source: str, note: str) -> bool:
+    """Resolve the open incident of a subject nobody watches any more (deleted, disabled, re-pathed)."""
+    incident = Incident.objects.open().filter(source=source).first()
+    return incident is not None and _resolve(incident, user=None, note=note)
+
+
+def _resolve(incident: Incident, *, user, note: str) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
+            resolved_at=now, updated_at=now)
+        if not claimed:
+            return False
+        event = IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.RESOLVED, user=user,
+                                             note=note[:500])
+        _notify_after_commit(event)
+    return True
+
+
 def acknowledge(incident: Incident, user) -> bool:
     """Record who acknowledged; acknowledging twice records it once."""
     now = timezone.now()

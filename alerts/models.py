@@ -82,6 +82,8 @@ class IncidentEvent(models.Model):
     level = models.CharField(max_length=10, choices=Level.choices, blank=True)
     value = models.FloatField(null=True, blank=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=500, blank=True, help_text="Why, for a transition made by a person or "
+                            "by a change of what is watched (e.g. resolved by hand, filesystem removed).")
 
     class Meta:
         ordering = ["at", "pk"]

@@ -6,15 +6,18 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self):
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_delete, post_save
 
         from glmadmin import live as hub
 
-        from . import live
-        from .models import TelemetrySettings
+        from . import live, watched
+        from .models import TelemetrySettings, WatchedFilesystem
         from .telemetry import schedule
 
         hub.add_part(live.part)
         hub.add_fragment("telemetry", live.telemetry_fragment)
         # Beat reads its schedule from the database: a new sampling interval moves every host's schedule.
         post_save.connect(schedule.on_settings_saved, sender=TelemetrySettings, dispatch_uid="telemetry-interval")
+        # A deleted, disabled or re-pathed filesystem resolves its open incident (and lifts its red pause).
+        post_save.connect(watched.on_change, sender=WatchedFilesystem, dispatch_uid="watched-saved")
+        post_delete.connect(watched.on_change, sender=WatchedFilesystem, dispatch_uid="watched-deleted")

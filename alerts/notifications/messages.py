@@ -38,6 +38,9 @@ def for_event(incident: Incident, event: IncidentEvent, reason: str) -> Message:
         subject = f"[RESOLVED] {incident.title}"
         lines = [f"{incident.title} is resolved{_reading(incident, event.value)}.",
                  f"Open for {_duration(incident.opened_at, event.at)}, peak level {incident.peak_level}."]
+        if event.note:  # resolved by a person, or because nobody watches the subject any more
+            who = f" by {event.user.get_username()}" if event.user else ""
+            lines.append(f"Resolved{who}: {event.note}")
     else:
         previous = _previous_level(event)
         what = {Reason.OPENED: "opened", Reason.ESCALATED: f"escalated from {previous}",

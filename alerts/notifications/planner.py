@@ -49,7 +49,7 @@ REASON_FOR_EVENT = {
 
 def event_committed(event_id: int) -> list[int]:
     """Plan and queue what an incident event says. Called once its transaction committed."""
-    event = IncidentEvent.objects.select_related("incident__acknowledged_by").get(pk=event_id)
+    event = IncidentEvent.objects.select_related("incident__acknowledged_by", "user").get(pk=event_id)
     reason = REASON_FOR_EVENT.get(event.kind)
     if reason is None:
         return []
