@@ -2,8 +2,8 @@
 
 Builds two identical trees of FILES files (nested directories, mixed ages
 from 1 hour to 20 days, 1 KiB each) on the same disk, then times, in one run:
-(A) a dry run of the policy (scan and decide, recorded), (B) the real run
-(scan, decide, open-file check, remove, recorded) on one tree, and (F)
+(A) a dry run of the policy (scan and plan, recorded), (B) the real run
+(scan, plan, open-file check, remove, recorded) on one tree, and (F)
 `find ROOT -type f -mmin +10080 -delete` on the other. Checks that both trees
 end with exactly the same files, and prints B / F. Goal: B / F <= 1.5.
 

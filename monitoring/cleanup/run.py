@@ -17,7 +17,8 @@ from alerts.models import Incident
 from glmadmin.lib import filelock, safewalk
 
 from ..models import CleanupPolicy, CleanupRun
-from . import decide, journal
+from . import journal
+from .plan import Kept, plan
 
 log = logging.getLogger(__name__)
 MAX_ERRORS = 50
@@ -63,35 +64,35 @@ def _execute(run: CleanupRun, policy: CleanupPolicy, *, hook, now: float) -> Non
     # Under a disk alert the limit is moot: every file old enough and unused goes.
     limit = 0 if run.trigger == CleanupRun.Trigger.INCIDENT else policy.max_bytes
     run.limit_bytes = limit
-    plan = decide.plan(policy.root, limit=limit, min_age_hours=policy.min_age_hours, include=policy.include,
-                       exclude=policy.exclude, now=now)
-    scan = plan.scan
+    decided = plan(policy.root, limit=limit, min_age_hours=policy.min_age_hours, include=policy.include,
+                   exclude=policy.exclude, now=now)
+    scan = decided.scan
     run.files_scanned = len(scan.files)
-    run.size_before = plan.size_before
-    kept = {**scan.skipped, **plan.kept}
+    run.size_before = decided.size_before
+    kept = {**scan.skipped, **decided.kept}
     errors = [list(e) for e in scan.errors]
     removed, freed = [], 0
     if run.dry_run:
-        removed = plan.chosen
-        freed = plan.bytes_chosen
+        removed = decided.chosen
+        freed = decided.bytes_chosen
     else:
         with safewalk.Remover(scan, hook=hook) as remover:
-            for f in plan.chosen:
+            for f in decided.chosen:
                 try:
-                    why = remover.unlink(f[0], f[1], f[2], not_after=plan.cutoff)
+                    why = remover.unlink(f[0], f[1], f[2], not_after=decided.cutoff)
                 except FileNotFoundError:
                     continue  # gone already: someone else cleaned it
                 except OSError as exc:
                     errors.append([scan.relpath(f[0], f[1]), exc.strerror or str(exc)])
                     continue
                 if why:
-                    kept[decide.Kept.CHANGED] = kept.get(decide.Kept.CHANGED, 0) + 1
+                    kept[Kept.CHANGED] = kept.get(Kept.CHANGED, 0) + 1
                     continue
                 removed.append(f)
                 freed += f[3]
     run.files_removed = len(removed)
     run.bytes_freed = freed
-    run.size_after = plan.size_before - freed
+    run.size_after = decided.size_before - freed
     run.removed = [[scan.relpath(f[0], f[1]), f[3]] for f in removed[:CleanupRun.MAX_LISTED]]
     run.skipped = kept
     run.error_count = len(errors)

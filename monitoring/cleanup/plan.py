@@ -1,4 +1,4 @@
-"""Scan a policy's root and decide what goes: the same decisions for a dry run and a real one.
+"""Scan a policy's root and plan what goes: the same plan for a dry run and a real one.
 
 Over the limit, files old enough (mtime and ctime), matching the include
 patterns and no exclude pattern, and open or mapped by no process, are chosen
