@@ -18,12 +18,12 @@ class InferenceConfig(AppConfig):
         from glmadmin import live as hub
 
         from . import live
-        from .gateway import keys, metrics, routing
+        from .gateway import keys, prometheus, routing
         from .models import ApiKey
 
         # The gateway reads engines and keys from Redis: every change is written there.
         for signal in (post_save, post_delete):
             signal.connect(routing.on_change, sender=Engine, dispatch_uid=f"gateway-routes-{signal is post_save}")
             signal.connect(keys.on_change, sender=ApiKey, dispatch_uid=f"gateway-keys-{signal is post_save}")
-        exporter.register(metrics.GatewayCollector())
+        exporter.register(prometheus.GatewayCollector())
         hub.add_part(live.part)

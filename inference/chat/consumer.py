@@ -18,9 +18,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from inference.gateway import routing
-from inference.gateway.core import open_stream
 from inference.gateway.errors import GatewayError
 from inference.gateway.keys import Caller
+from inference.gateway.relay import open_stream
 
 from . import conversation, stream
 from .stream import AnswerError

@@ -14,7 +14,7 @@ from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import core, keys, routing, stats
+from . import keys, relay, routing, stats
 from .errors import GatewayError, bad_request
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def _serve(scope, receive, send):
             if caller is None:
                 raise keys.invalid_key()
             return await _models(send)
-        presented = _presented(scope)  # checked by the entry script, with the body's model
+        presented = _presented(scope)  # checked by the admit-and-route script, with the body's model
         raw = await _read(scope, receive)
         body = _parsed(raw)
     except GatewayError as exc:
@@ -100,7 +100,7 @@ async def _answer(presented: keys.Presented, endpoint: str, body, raw: bytes, re
     upstream = None
     try:
         try:
-            upstream = await core.open_stream(presented, endpoint, body, raw)
+            upstream = await relay.open_stream(presented, endpoint, body, raw)
         except GatewayError as exc:
             return await _error(send, exc)
         headers = [(b"content-type", upstream.content_type.encode("latin-1"))]

@@ -1,7 +1,7 @@
 """API keys as the gateway reads them: a Redis hash from key hash to the key's limits.
 
 Rewritten from the database whenever a key changes (saved, revoked, deleted), so
-checking a key is one Redis call (part of the entry script, entry.py) and a revoked
+checking a key is one Redis call (part of the admit-and-route script, admit_and_route.py) and a revoked
 key stops working at once.
 """
 
@@ -11,7 +11,7 @@ from functools import cached_property
 
 from glmadmin.lib import redis as rd
 
-from . import state
+from . import redis_state
 from .errors import GatewayError
 
 
@@ -26,13 +26,13 @@ def publish() -> None:
 
     rows = {key.key_hash: _entry(key) for key in ApiKey.objects.filter(revoked_at__isnull=True)}
     pipe = rd.client().pipeline(transaction=True)
-    pipe.delete(state.keys_key())
-    pipe.hset(state.keys_key(), mapping={state.SYNCED: "1", **rows})
+    pipe.delete(redis_state.keys_key())
+    pipe.hset(redis_state.keys_key(), mapping={redis_state.SYNCED: "1", **rows})
     pipe.execute()
 
 
 def on_change(**kwargs) -> None:
-    state.after_commit(publish)
+    redis_state.after_commit(publish)
 
 
 async def rebuild() -> None:
@@ -85,11 +85,11 @@ def caller_of(entry: str, key_hash: str):
 async def caller_for(plain: str):
     """The Caller of a plain API key, or None if it is unknown or revoked."""
     key_hash = Presented(plain).hash
-    client = state.client()
-    found, synced = await client.hmget(state.keys_key(), [key_hash, state.SYNCED])
+    client = redis_state.client()
+    found, synced = await client.hmget(redis_state.keys_key(), [key_hash, redis_state.SYNCED])
     if synced is None:
         await rebuild()
-        found = await client.hget(state.keys_key(), key_hash)
+        found = await client.hget(redis_state.keys_key(), key_hash)
     return None if found is None else caller_of(found, key_hash)
 
 

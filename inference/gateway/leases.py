@@ -15,7 +15,7 @@ import weakref
 
 from django.conf import settings
 
-from . import state
+from . import redis_state
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def drop(request_id: str) -> None:
 
 
 async def renew(keys: dict[str, list[str]], lease_end: float, lease: int) -> None:
-    pipe = state.client().pipeline(transaction=False)
+    pipe = redis_state.client().pipeline(transaction=False)
     touched = set()
     for request_id, sets in list(keys.items()):
         for key in sets:

@@ -13,12 +13,12 @@ from django.conf import settings
 
 from glmadmin.lib import redis as rd
 
-from . import state
+from . import redis_state
 from .errors import GatewayError
 
 WINDOW = 60  # seconds: the "minute" of requests per minute
 
-# A Lua function, shared by this module's script and the gateway's entry script (entry.py).
+# A Lua function, shared by this module's script and the gateway's admit-and-route script (admit_and_route.py).
 ADMIT_FUNCTION = """
 local function admit(admission_key, rate_key, busy_key, now, rpm, concurrency, request_id, lease_end, window, lease)
   local admission = redis.call('GET', admission_key)
@@ -72,13 +72,13 @@ def busy_key(caller) -> str:
 async def admit(caller, request_id: str, now: float) -> None:
     """Count the request against the caller's limits, or raise GatewayError (paused 503, limited 429)."""
     rpm, concurrency = caller_limits(caller)
-    keys = [rd.key(state.ADMISSION), rate_key(caller), busy_key(caller)]
+    keys = [rd.key(redis_state.ADMISSION), rate_key(caller), busy_key(caller)]
     args = [now, rpm, concurrency, request_id, now + settings.GATEWAY_REQUEST_LEASE, WINDOW,
             settings.GATEWAY_REQUEST_LEASE]
-    result = await state.script(ADMIT)(keys=keys, args=args)
+    result = await redis_state.script(ADMIT)(keys=keys, args=args)
     if result[0] == "unknown":  # the flag is gone (Redis restarted): recompute it from the open incidents
         await sync_admission()
-        result = await state.script(ADMIT)(keys=keys, args=args)
+        result = await redis_state.script(ADMIT)(keys=keys, args=args)
     if result[0] != "ok":
         raise refusal(result, caller)
 

@@ -19,16 +19,16 @@ from django.conf import settings
 
 from glmadmin.lib import redis as rd
 
-from . import state
+from . import redis_state
 from .errors import GatewayError
 
 READY = "ready"
 LOADING = {"starting", "stopped", "backoff", "draining"}
 GROUP = "gateway-routes"  # channel-layer group told when a model's state changes (the chat pages)
 
-# Lua functions shared by PICK and the entry script (entry.py). scan(): the ready, enabled engines of a
-# model with the fewest requests in flight, and the states of the model's enabled engines; nil when the
-# table was never written. claim(): count the request in flight on one of them.
+# Lua functions shared by PICK and the admit-and-route script (admit_and_route.py). scan(): the ready,
+# enabled engines of a model with the fewest requests in flight, and the states of the model's enabled
+# engines; nil when the table was never written. claim(): count the request in flight on one of them.
 PICK_FUNCTIONS = """
 local function scan(routes_key, model, exclude, inflight_prefix, now, synced_field)
   local routes = redis.call('HGETALL', routes_key)
@@ -134,7 +134,7 @@ def write(ticket: int, rows: dict[str, dict]) -> int:
     pairs = []
     for name, entry in rows.items():
         pairs += [name, json.dumps({**entry, "v": ticket})]
-    return rd.client().eval(WRITE, 1, state.routes_key(), ticket, state.SYNCED, *pairs)
+    return rd.client().eval(WRITE, 1, redis_state.routes_key(), ticket, redis_state.SYNCED, *pairs)
 
 
 def publish() -> None:
@@ -156,7 +156,7 @@ def _announce(rows: dict[str, dict]) -> None:
 
 
 def on_change(**kwargs) -> None:
-    state.after_commit(publish)
+    redis_state.after_commit(publish)
 
 
 def model_states() -> dict[str, str]:
@@ -186,12 +186,12 @@ async def pick(model: str, request_id: str, now: float, exclude: str = "") -> tu
 
     Raises GatewayError 503 (the model's engines are not ready) or 404 (no engine serves it).
     """
-    args = [model, exclude, now, request_id, now + settings.GATEWAY_REQUEST_LEASE, state.inflight_prefix(),
-            state.SYNCED, random.randrange(1 << 30), settings.GATEWAY_REQUEST_LEASE]
-    result = await state.script(PICK)(keys=[state.routes_key()], args=args)
+    args = [model, exclude, now, request_id, now + settings.GATEWAY_REQUEST_LEASE, redis_state.inflight_prefix(),
+            redis_state.SYNCED, random.randrange(1 << 30), settings.GATEWAY_REQUEST_LEASE]
+    result = await redis_state.script(PICK)(keys=[redis_state.routes_key()], args=args)
     if result[0] == "unsynced":  # Redis lost the table (restart, flush): rebuild it from the database
         await rebuild()
-        result = await state.script(PICK)(keys=[state.routes_key()], args=args)
+        result = await redis_state.script(PICK)(keys=[redis_state.routes_key()], args=args)
     if result[0] == "ok":
         return result[1], result[2]
     raise await refusal(result, model, exclude)
@@ -225,14 +225,14 @@ async def refusal(result: list, model: str, exclude: str = "") -> GatewayError:
 
 async def ready_models() -> list[str]:
     """Served model names of ready, enabled engines, for /v1/models."""
-    client = state.client()
-    routes = await client.hgetall(state.routes_key())
-    if state.SYNCED not in routes:
+    client = redis_state.client()
+    routes = await client.hgetall(redis_state.routes_key())
+    if redis_state.SYNCED not in routes:
         await rebuild()
-        routes = await client.hgetall(state.routes_key())
+        routes = await client.hgetall(redis_state.routes_key())
     models = set()
     for name, raw in routes.items():
-        if name != state.SYNCED:
+        if name != redis_state.SYNCED:
             entry = json.loads(raw)
             if entry.get("state") == READY and entry.get("enabled"):  # not a deleted engine's tombstone
                 models.add(entry["model"])
@@ -241,4 +241,4 @@ async def ready_models() -> list[str]:
 
 def in_flight(engine_name: str) -> int:
     """The gateway's requests in flight on an engine, from every gateway process (sync: the supervisor)."""
-    return rd.client().zcount(state.inflight_key(engine_name), time.time(), "+inf")
+    return rd.client().zcount(redis_state.inflight_key(engine_name), time.time(), "+inf")

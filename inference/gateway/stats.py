@@ -102,7 +102,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 
 async def finish(outcome: Outcome, request_id: str, leaving: list[str]) -> None:
     """Count the outcome and remove the request from the sorted sets in `leaving`, in one round trip."""
-    from . import state
+    from . import redis_state
 
     counts, floats = fields(outcome), sums(outcome)
     args = [request_id, MINUTE_TTL, len(counts)]
@@ -110,7 +110,7 @@ async def finish(outcome: Outcome, request_id: str, leaving: list[str]) -> None:
         for field, amount in pairs.items():
             args += (field, amount)
     keys = [total_key(), minute_key(int(time.time() // 60)), *leaving]
-    await state.script(FINISH)(keys=keys, args=args)
+    await redis_state.script(FINISH)(keys=keys, args=args)
 
 
 async def record(outcome: Outcome) -> None:

@@ -12,8 +12,8 @@ def event(text: str) -> bytes:
     return b"data: " + json.dumps({"choices": [{"delta": {"content": text}, "finish_reason": None}]}).encode() + b"\n\n"
 
 
-class Upstream:
-    """An answer's SSE bytes, the way the gateway's Upstream hands them on; after the first chunk the
+class FakeRelay:
+    """An answer's SSE bytes, the way the gateway's Relay hands them on; after the first chunk the
     rest waits for the test to open the gate."""
 
     def __init__(self, first: list[bytes], rest: list[bytes]):
@@ -37,7 +37,7 @@ DONE = [b'data: {"choices": [{"delta": {}, "finish_reason": "length"}], "usage":
 
 
 async def test_first_text_at_once_then_what_arrives_within_the_pace_together_and_the_end_at_once():
-    upstream = Upstream([event("a")], [event("b"), event("c"), event("d"), *DONE])
+    upstream = FakeRelay([event("a")], [event("b"), event("c"), event("d"), *DONE])
     sent, first_sent = [], asyncio.Event()
 
     async def send(text):
@@ -54,7 +54,7 @@ async def test_first_text_at_once_then_what_arrives_within_the_pace_together_and
 
 async def test_text_before_an_error_goes_out_then_the_error():
     error = b'data: {"error": {"message": "engine core died"}}\n\n'
-    upstream = Upstream([event("a"), event("b"), error], [])
+    upstream = FakeRelay([event("a"), event("b"), error], [])
     sent = []
 
     async def send(text):
@@ -67,7 +67,7 @@ async def test_text_before_an_error_goes_out_then_the_error():
 
 
 async def test_stop_ends_the_reading_of_the_engine():
-    upstream = Upstream([event("a")], [event("never")])
+    upstream = FakeRelay([event("a")], [event("never")])
     first_sent = asyncio.Event()
 
     async def send(text):

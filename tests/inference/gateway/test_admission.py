@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from asgiref.sync import async_to_sync
 
-from inference.gateway import core, keys, limits, stats
+from inference.gateway import keys, limits, relay, stats
 from inference.gateway.errors import GatewayError
 from inference.models import ApiKey, Engine
 from monitoring.disk_check import simulate
@@ -219,7 +219,7 @@ def test_rate_window_slides_with_time(db):
 
     def attempt():
         try:
-            async_to_sync(core.open_stream)(caller, "completions", {"model": "nope", "prompt": "x"})
+            async_to_sync(relay.open_stream)(caller, "completions", {"model": "nope", "prompt": "x"})
         except GatewayError as exc:
             return exc.code
         raise AssertionError("no engine serves 'nope': the request cannot succeed")
@@ -241,9 +241,9 @@ def test_concurrency_limit_counts_requests_in_flight(db):
             await limits.admit(caller, request_id, time.time())
         with pytest.raises(GatewayError) as refused:
             await limits.admit(caller, "one-more", time.time())
-        from inference.gateway import state
+        from inference.gateway import redis_state
 
-        pipe = state.client().pipeline()
+        pipe = redis_state.client().pipeline()
         limits.release(pipe, caller, held[0])
         await pipe.execute()
         await limits.admit(caller, "now-fits", time.time())

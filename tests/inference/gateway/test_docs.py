@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from glmadmin import exporter
 from inference.gateway import stats
-from inference.gateway.metrics import GatewayCollector
+from inference.gateway.prometheus import GatewayCollector
 from inference.models import ApiKey
 
 PASSWORD = "pw-docs-12345"

@@ -24,7 +24,7 @@ from asgiref.sync import async_to_sync
 from glmadmin.lib import processes
 from glmadmin.lib import redis as rd
 from inference import demo, metrics, supervisor
-from inference.gateway import entry, keys, routing, sse, stats
+from inference.gateway import admit_and_route, keys, routing, sse, stats
 from inference.models import ApiKey, Engine
 from inference.models import EngineState as S
 from monitoring.disk_check import simulate
@@ -121,7 +121,7 @@ def engine_totals(engine) -> tuple[int, int]:
 
 def busy(plain) -> int:
     """Requests the key holds a concurrency slot for now."""
-    return rd.client().zcount(entry.slot_keys(keys.Presented(plain))[1], time.time(), "+inf")
+    return rd.client().zcount(admit_and_route.slot_keys(keys.Presented(plain))[1], time.time(), "+inf")
 
 
 def engine_counts(status: int = 200) -> dict[str, float]:

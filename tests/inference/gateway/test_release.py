@@ -6,7 +6,7 @@ import time
 from asgiref.sync import async_to_sync
 
 from glmadmin.lib import redis as rd
-from inference.gateway import core, keys, limits, state, stats
+from inference.gateway import keys, limits, redis_state, relay, stats
 
 
 class FinishedResponse:
@@ -21,7 +21,7 @@ class FinishedResponse:
 
 def test_a_cancel_during_the_release_still_releases(monkeypatch):
     caller = keys.Caller("user", 7, "hangs-up")
-    busy, inflight = limits.busy_key(caller), state.inflight_key("release-engine")
+    busy, inflight = limits.busy_key(caller), redis_state.inflight_key("release-engine")
     client = rd.client()
     for key in (busy, inflight):
         client.zadd(key, {"req-1": time.time() + 60})
@@ -37,7 +37,7 @@ def test_a_cancel_during_the_release_still_releases(monkeypatch):
 
     async def scenario():
         started["event"] = asyncio.Event()
-        answer = core.Upstream(caller, "release-engine", "m", FinishedResponse(), None, b"", "req-1",
+        answer = relay.Relay(caller, "release-engine", "m", FinishedResponse(), None, b"", "req-1",
                                time.perf_counter(), True)
         closing = asyncio.ensure_future(answer.aclose())
         await started["event"].wait()

@@ -5,15 +5,15 @@ import json
 import pytest
 
 from glmadmin.lib import redis as rd
-from inference.gateway import routing, state
+from inference.gateway import redis_state, routing
 from inference.models import Engine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def routes() -> dict[str, dict]:
-    return {name: json.loads(raw) for name, raw in rd.client().hgetall(state.routes_key()).items()
-            if name != state.SYNCED}
+    return {name: json.loads(raw) for name, raw in rd.client().hgetall(redis_state.routes_key()).items()
+            if name != redis_state.SYNCED}
 
 
 def test_an_older_snapshot_written_last_changes_nothing():

@@ -1,6 +1,6 @@
 """The admission path and the upstream request: what the HTTP API and the chat page both call.
 
-open_stream() validates, admits, routes and connects; the Upstream it returns passes
+open_stream() validates, admits, routes and connects; the Relay it returns passes
 the engine's bytes through unchanged and, when closed, releases what the request
 held (the caller's concurrency slot, the engine's in-flight count) and counts it.
 """
@@ -14,7 +14,7 @@ import uuid
 
 from django.conf import settings
 
-from . import entry, guards, keys, leases, limits, routing, state, stats, upstream
+from . import admit_and_route, guards, keys, leases, limits, redis_state, routing, stats, upstream
 from .errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ _ABSENT = object()
 
 
 async def open_stream(who: "keys.Caller | keys.Presented", endpoint: str, body: dict,
-                      raw: bytes | None = None) -> "Upstream":
+                      raw: bytes | None = None) -> "Relay":
     """who: the chat page's user (a Caller) or the API key a client presented; endpoint: "chat/completions"
     or "completions"; body: the client's parsed JSON object (raw: its bytes, sent on as they are when
     nothing needs to change). Runs the whole admission path in order — validate body (guards), key,
@@ -46,20 +46,20 @@ async def open_stream(who: "keys.Caller | keys.Presented", endpoint: str, body: 
                                          duration_s=time.perf_counter() - started))
         raise error from None
     model = payload["model"]
-    busy = entry.slot_keys(who)[1]
+    busy = admit_and_route.slot_keys(who)[1]
     leases.hold(request_id, busy)
     try:
         admitted = await _admitted(who, request_id, model)
     except BaseException:
         leases.drop(request_id)
         raise
-    leases.add(request_id, state.inflight_key(admitted.engine))
+    leases.add(request_id, redis_state.inflight_key(admitted.engine))
     try:
         return await _connect(admitted, endpoint, model, _encoded(body, payload, raw), request_id, started,
                               payload.get("stream") is True)
     except BaseException as exc:
         leases.drop(request_id)
-        pipe = state.client().pipeline(transaction=False)
+        pipe = redis_state.client().pipeline(transaction=False)
         limits.release(pipe, admitted.caller, request_id)
         if isinstance(exc, GatewayError):
             stats.add(pipe, stats.Outcome(admitted.caller.stats_label, model, "-", exc.status,
@@ -71,17 +71,17 @@ async def open_stream(who: "keys.Caller | keys.Presented", endpoint: str, body: 
         raise
 
 
-async def _admitted(who, request_id: str, model: str) -> entry.Admitted:
-    """entry.enter(), with refusals counted; a cancellation while the script runs releases whatever it
-    may have taken (a race lost here costs at most one lease: the request is no longer renewed)."""
+async def _admitted(who, request_id: str, model: str) -> admit_and_route.Admitted:
+    """admit_and_route.enter(), with refusals counted; a cancellation while the script runs releases
+    whatever it may have taken (a race lost here costs at most one lease: the request is no longer renewed)."""
     try:
-        return await entry.enter(who, request_id, model, time.time())
-    except entry.Refused as refused:
+        return await admit_and_route.enter(who, request_id, model, time.time())
+    except admit_and_route.Refused as refused:
         label = refused.caller.stats_label if refused.caller else "anonymous"
         await stats.record(stats.Outcome(label, model if refused.known else "-", "-", refused.error.status))
         raise refused.error from None
     except asyncio.CancelledError:
-        await entry.release_anywhere(who, request_id)
+        await admit_and_route.release_anywhere(who, request_id)
         raise
 
 
@@ -98,8 +98,8 @@ def _encoded(body: dict, payload: dict, raw: bytes | None) -> bytes:
     return json.dumps(payload).encode()
 
 
-async def _connect(admitted: entry.Admitted, endpoint: str, model: str, content: bytes, request_id: str,
-                   started: float, streaming: bool) -> "Upstream":
+async def _connect(admitted: admit_and_route.Admitted, endpoint: str, model: str, content: bytes, request_id: str,
+                   started: float, streaming: bool) -> "Relay":
     caller, engine, url = admitted.caller, admitted.engine, admitted.url
     pool, path = upstream.pool(settings.GATEWAY_CONNECT_TIMEOUT), f"/v1/{endpoint}"
     failed = ""
@@ -110,11 +110,11 @@ async def _connect(admitted: entry.Admitted, endpoint: str, model: str, content:
             body = response.body()
             # The first byte is read here, so a failure before it can still go to another engine.
             first = await anext(body, b"")
-            return Upstream(caller, engine, model, response, body, first, request_id, started, streaming)
+            return Relay(caller, engine, model, response, body, first, request_id, started, streaming)
         except upstream.UpstreamError as exc:
             if response is not None:
                 await response.aclose()
-            await state.client().zrem(state.inflight_key(engine), request_id)
+            await redis_state.client().zrem(redis_state.inflight_key(engine), request_id)
             log.warning("gateway: engine %s failed before the first byte (%s)%s", engine, exc,
                         "" if failed else "; retrying on another engine")
             if failed:
@@ -123,15 +123,15 @@ async def _connect(admitted: entry.Admitted, endpoint: str, model: str, content:
                                    retry_after=settings.GATEWAY_LOADING_RETRY_AFTER) from exc
             failed = engine
             engine, url = await routing.pick(model, request_id, time.time(), exclude=failed)
-            leases.add(request_id, state.inflight_key(engine))
+            leases.add(request_id, redis_state.inflight_key(engine))
         except BaseException:
             if response is not None:
                 await response.aclose()  # unread: the connection is closed, and the engine aborts
-            await state.client().zrem(state.inflight_key(engine), request_id)
+            await redis_state.client().zrem(redis_state.inflight_key(engine), request_id)
             raise
 
 
-class Upstream:
+class Relay:
     """An engine's answer in progress. Close it (aclose) in a finally: that aborts what is still
     running upstream and releases the request's slots."""
 
@@ -193,8 +193,8 @@ class Upstream:
             leases.drop(self.request_id)
             # Shielded: a client that hangs up right after its last event (many stop reading at [DONE])
             # cancels this task mid-release; the slots must still be given back, not left to the lease.
-            await asyncio.shield(stats.finish(self._outcome(), self.request_id,
-                                              [limits.busy_key(self.caller), state.inflight_key(self.engine_name)]))
+            held = [limits.busy_key(self.caller), redis_state.inflight_key(self.engine_name)]
+            await asyncio.shield(stats.finish(self._outcome(), self.request_id, held))
 
     def _outcome(self) -> stats.Outcome:
         if self._cut:

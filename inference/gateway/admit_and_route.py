@@ -13,7 +13,7 @@ from django.conf import settings
 
 from glmadmin.lib import redis as rd
 
-from . import keys, limits, routing, state
+from . import keys, limits, redis_state, routing
 from .errors import GatewayError
 
 ENTER = limits.ADMIT_FUNCTION + routing.PICK_FUNCTIONS + """
@@ -96,11 +96,11 @@ async def enter(who, request_id: str, model: str, now: float) -> Admitted:
     else:
         mode, ident, (rpm, concurrency) = "given", who.slot, limits.caller_limits(who)
     lease = settings.GATEWAY_REQUEST_LEASE
-    script = state.script(ENTER)
-    script_keys = [state.keys_key(), rd.key(state.ADMISSION), state.routes_key(), *slot_keys(who)]
+    script = redis_state.script(ENTER)
+    script_keys = [redis_state.keys_key(), rd.key(redis_state.ADMISSION), redis_state.routes_key(), *slot_keys(who)]
     args = [mode, ident, rpm, concurrency, settings.GATEWAY_KEY_RPM, settings.GATEWAY_KEY_CONCURRENCY, now,
             request_id, now + lease, lease, limits.WINDOW, model, random.randrange(1 << 30),
-            state.inflight_prefix(), state.SYNCED]
+            redis_state.inflight_prefix(), redis_state.SYNCED]
     result = await script(keys=script_keys, args=args)
     for _ in range(len(REBUILD)):  # each missing piece is rebuilt at most once
         if result[0] not in REBUILD:
@@ -122,5 +122,5 @@ async def enter(who, request_id: str, model: str, now: float) -> Admitted:
 
 
 async def release_anywhere(who, request_id: str) -> None:
-    await state.script(RELEASE_ANYWHERE)(keys=[state.routes_key(), slot_keys(who)[1]],
-                                         args=[request_id, state.inflight_prefix(), state.SYNCED])
+    await redis_state.script(RELEASE_ANYWHERE)(keys=[redis_state.routes_key(), slot_keys(who)[1]],
+                                         args=[request_id, redis_state.inflight_prefix(), redis_state.SYNCED])
