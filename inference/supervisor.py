@@ -22,7 +22,7 @@ from glmadmin import live
 from glmadmin.lib import processes
 from glmadmin.lib.redis import single_flight
 
-from . import engine_incidents, health, metrics, options
+from . import engine_client, engine_incidents, options
 from .gateway import routing as gateway_routing
 from .models import Engine, EngineEvent
 from .models import EngineState as S
@@ -148,8 +148,8 @@ def _is_ours(proc, engine: Engine) -> bool:
 
 
 def _check_startup(engine: Engine) -> None:
-    if health.health(engine):
-        probe = health.generate_one_token(engine)
+    if engine_client.health(engine):
+        probe = engine_client.generate_one_token(engine)
         if probe.ok:
             _became_ready(engine, probe)
             return
@@ -159,7 +159,7 @@ def _check_startup(engine: Engine) -> None:
         _crashed(engine, f"not ready within its startup budget of {budget} s")
 
 
-def _became_ready(engine: Engine, probe: health.Probe) -> None:
+def _became_ready(engine: Engine, probe: engine_client.Probe) -> None:
     now = timezone.now()
     with transaction.atomic():
         if _transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
@@ -172,7 +172,7 @@ def _probe(engine: Engine) -> None:
     now = timezone.now()
     if engine.last_probe_at and now - engine.last_probe_at < timedelta(seconds=settings.ENGINE_PROBE_INTERVAL):
         return
-    probe = health.generate_one_token(engine)
+    probe = engine_client.generate_one_token(engine)
     failures = 0 if probe.ok else engine.probe_failures + 1
     Engine.objects.filter(pk=engine.pk, state=S.READY).update(
         last_probe_at=now, last_probe_ms=probe.latency_ms if probe.ok else None, probe_failures=failures)
@@ -232,7 +232,7 @@ def _continue_stop(engine: Engine, proc) -> None:
         engine.terminated_at = now
     else:
         waited = (now - engine.terminated_at).total_seconds()
-        if waited >= TERMINATE_GRACE or (waited >= SETTLE and metrics.in_flight(engine) == 0):
+        if waited >= TERMINATE_GRACE or (waited >= SETTLE and engine_client.in_flight(engine) == 0):
             processes.kill_group(pgid)  # SIGKILL reaches the whole group: no orphans
 
 
@@ -244,7 +244,7 @@ def _drained(engine: Engine, proc, now) -> bool:
     Both clocks run from the start of the drain, so an idle engine waits only DRAIN_MIN.
     """
     # The gateway's own count too: a stream it still relays is not over when the engine's counters say so.
-    if proc is not None and (metrics.in_flight(engine) or gateway_routing.in_flight(engine.name)):
+    if proc is not None and (engine_client.in_flight(engine) or gateway_routing.in_flight(engine.name)):
         if engine.quiet_since:
             Engine.objects.filter(pk=engine.pk).update(quiet_since=None)
             engine.quiet_since = None

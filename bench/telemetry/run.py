@@ -6,7 +6,7 @@ data directory) and measures, side by side in the same run, an idle Python
 interpreter as the reference. Phases: no engine, then 1 and 8 engines sampled
 every 10 s. The engines are small local HTTP servers answering /health, the
 supervisor's one-token probe and /metrics with a vLLM answer captured from the
-real CPU engine (tests/fixtures/vllm_metrics.txt, counters growing): 8 real vLLM
+real CPU engine (tests/support/fixtures/vllm_metrics.txt, counters growing): 8 real vLLM
 engines do not fit this 2-core machine, and an engine's own CPU is not
 glmadmin's cost anyway. The supervisor runs against them as against real ones.
 
@@ -31,7 +31,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
-CAPTURED = ROOT / "tests" / "fixtures" / "vllm_metrics.txt"
+CAPTURED = ROOT / "tests" / "support" / "fixtures" / "vllm_metrics.txt"
 GOAL_CPU, GOAL_RSS_MB, GOAL_NVML_MS = 2.0, 400, 5.0
 
 

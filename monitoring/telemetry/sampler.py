@@ -4,15 +4,14 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 
-import httpx
 import psutil
 from django.conf import settings
 from django.utils import timezone
 
 from glmadmin.lib import nvml
 from glmadmin.lib import redis as rd
+from inference import engine_client
 from inference.models import Engine, EngineState
 
 from . import engine_metrics
@@ -89,26 +88,15 @@ def read_engines(engines: list[Engine], table: ProcessTable) -> tuple[EngineRead
 def engine_window(engine: Engine) -> tuple[dict, engine_metrics.Window, str]:
     """This engine's gauges and the window since its previous scrape (kept in Redis, shared by workers)."""
     try:
-        response = _client().get(f"{engine.base_url}/metrics", timeout=settings.TELEMETRY_SCRAPE_TIMEOUT)
-        response.raise_for_status()
-        current = engine_metrics.parse(response.text, time.time())
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        text = engine_client.metrics_text(engine, timeout=settings.TELEMETRY_SCRAPE_TIMEOUT)
+        current = engine_metrics.parse(text, time.time())
+    except (engine_client.HTTPError, ValueError, KeyError) as exc:
         return {}, engine_metrics.Window(), f"/metrics: {type(exc).__name__}: {exc}"[:200]
     key = rd.key("telemetry", "scrape", str(engine.pk))
     stored = json.dumps({"pid": engine.pid, **current.as_json()})
     raw = rd.client().set(key, stored, ex=settings.TELEMETRY_WINDOW_MAX_SECONDS, get=True)
     previous = _previous(raw, engine.pid)
     return engine_metrics.gauges(current), engine_metrics.window(previous, current), ""
-
-
-@cache
-def _client() -> httpx.Client:
-    """One client per worker process, made on first use (after the fork), shared by the scraping threads.
-
-    httpx.get() builds a client, and with it a TLS context from the CA bundle, on every call (about
-    20 ms of CPU and a few MB churned each time); engines answer plain HTTP on a private address.
-    """
-    return httpx.Client(verify=False, follow_redirects=False)
 
 
 def _previous(raw: str | None, pid: int) -> engine_metrics.Scrape | None:

@@ -6,7 +6,7 @@ import pytest
 
 from glmadmin.lib import processes
 from glmadmin.lib import redis as rd
-from inference import demo, metrics
+from inference import demo, engine_client
 from inference.gateway import limits, routing
 from inference.gateway.keys import Caller
 from inference.models import Engine
@@ -58,7 +58,7 @@ def engine(transactional_db, demo_model):
 
 
 def engine_metric(engine, name: str) -> int:
-    values = metrics.scrape(engine, timeout=15)  # generous: the test machine's CPUs are shared
+    values = engine_client.metric_values(engine, timeout=15)  # generous: the test machine's CPUs are shared
     assert values is not None, f"{engine.name} did not answer /metrics"
     return int(values[name])
 

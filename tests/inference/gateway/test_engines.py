@@ -23,7 +23,7 @@ from asgiref.sync import async_to_sync
 
 from glmadmin.lib import processes
 from glmadmin.lib import redis as rd
-from inference import demo, metrics, supervisor
+from inference import demo, engine_client, supervisor
 from inference.gateway import admit_and_route, keys, routing, sse, stats
 from inference.models import ApiKey, Engine
 from inference.models import EngineState as S
@@ -108,13 +108,13 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def running(engine) -> int:
-    return int((metrics.scrape(engine) or {}).get("vllm:num_requests_running", 0))
+    return int((engine_client.metric_values(engine) or {}).get("vllm:num_requests_running", 0))
 
 
 def engine_totals(engine) -> tuple[int, int]:
     """Prompt tokens the engine took in and tokens it generated since it started: a request that reached
     the engine adds to the first; an aborted one stops adding to the second."""
-    values = metrics.scrape(engine, timeout=15)
+    values = engine_client.metric_values(engine, timeout=15)
     assert values is not None, f"{engine.name} did not answer /metrics"
     return int(values["vllm:prompt_tokens_total"]), int(values["vllm:generation_tokens_total"])
 
