@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import F
 
 from glmadmin import jobs
+from glmadmin.schedules import host_queue  # also control.host_queue, for its callers
 
 from . import supervisor
 from .models import Engine, EngineEvent
@@ -69,10 +70,6 @@ def request_stop(engine: Engine) -> None:
 def kick(engine: Engine) -> None:
     """Have the engine's host act now instead of at its next scheduled reconcile."""
     jobs.enqueue("inference.tasks.reconcile_engine", engine.pk, queue=host_queue(engine.host), expires=30)
-
-
-def host_queue(host: str) -> str:
-    return f"engines.{host}"
 
 
 def wait(engines: list[Engine], until: set[str], timeout: float,

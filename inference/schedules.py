@@ -6,21 +6,18 @@ They are ordinary django-celery-beat periodic tasks, editable in the admin.
 import json
 
 from django.conf import settings
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from glmadmin.schedules import ensure_interval_task, host_queue
 
 RECONCILE_EVERY = 5  # seconds; each step is short, so this is also the pace of starts and stops
 
 
 def ensure_host_schedule(host: str) -> PeriodicTask:
-    from .control import host_queue
-
-    interval, _ = IntervalSchedule.objects.get_or_create(every=RECONCILE_EVERY, period=IntervalSchedule.SECONDS)
-    task, _ = PeriodicTask.objects.get_or_create(
-        name=f"Reconcile engines on {host}",
-        defaults={"task": "inference.tasks.reconcile_engines", "interval": interval, "queue": host_queue(host),
-                  "kwargs": json.dumps({"host": host}), "expire_seconds": RECONCILE_EVERY - 1},
-    )
-    return task
+    """The reconcile loop of `host`, in the queue only that host's worker consumes."""
+    return ensure_interval_task(f"Reconcile engines on {host}", "inference.tasks.reconcile_engines",
+                                every=RECONCILE_EVERY, queue=host_queue(host), kwargs={"host": host},
+                                expires=RECONCILE_EVERY - 1)
 
 
 def daily_restart_name(engine) -> str:
@@ -29,8 +26,6 @@ def daily_restart_name(engine) -> str:
 
 def sync_daily_restart(engine) -> None:
     """Create, move or remove the engine's daily restart to match its daily_restart_at."""
-    from .control import host_queue
-
     PeriodicTask.objects.filter(task="inference.tasks.scheduled_restart", args=json.dumps([engine.pk])).exclude(
         name=daily_restart_name(engine)).delete()
     if engine.daily_restart_at is None:

@@ -6,7 +6,11 @@ Sampling reads the host's own NVML and /proc, so like the engines' reconcile loo
 that host's worker consumes; the worker creates it when it starts.
 """
 
-import json
+from django_celery_beat.models import PeriodicTask
+
+from glmadmin.schedules import ensure_interval_task, every_seconds, host_queue
+
+from ..models import TelemetrySettings
 
 SAMPLE_TASK = "monitoring.tasks.sample_telemetry"
 DOWNSAMPLE_TASK = "monitoring.tasks.downsample_telemetry"
@@ -22,27 +26,16 @@ def expires_for(every: int) -> int:
     return max(1, every - 1)
 
 
-def ensure_host_schedule(host: str):
+def ensure_host_schedule(host: str) -> PeriodicTask:
     """The sampling schedule of `host`, created at the current interval if it is missing."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    from inference.control import host_queue
-    from monitoring.models import TelemetrySettings
-
     every = TelemetrySettings.load().sample_interval_seconds
-    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
-    task, _ = PeriodicTask.objects.get_or_create(
-        name=schedule_name(host),
-        defaults={"task": SAMPLE_TASK, "interval": interval, "expire_seconds": expires_for(every),
-                  "queue": host_queue(host), "args": json.dumps([]), "kwargs": json.dumps({"host": host})})
-    return task
+    return ensure_interval_task(schedule_name(host), SAMPLE_TASK, every=every, queue=host_queue(host),
+                                kwargs={"host": host}, expires=expires_for(every))
 
 
 def apply_interval(every: int) -> None:
     """Point every host's sampling schedule at `every` seconds; django-celery-beat notices the change by itself."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+    interval = every_seconds(every)
     for task in PeriodicTask.objects.filter(task=SAMPLE_TASK):
         if task.interval_id != interval.pk or task.expire_seconds != expires_for(every):
             task.interval, task.expire_seconds = interval, expires_for(every)

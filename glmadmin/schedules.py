@@ -1,0 +1,31 @@
+"""Beat rows that run a task every few seconds on one host: the shape shared by each host's engine reconcile loop
+(inference/schedules.py) and its telemetry sampling (monitoring/telemetry/schedule.py).
+
+They are plain django-celery-beat periodic tasks, editable in the admin. Work that reads a host's own GPUs,
+processes or engines goes to that host's queue, which only its own worker consumes.
+"""
+
+import json
+
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+
+def host_queue(host: str) -> str:
+    """The Celery queue only `host`'s worker consumes."""
+    return f"engines.{host}"
+
+
+def every_seconds(every: int) -> IntervalSchedule:
+    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+    return interval
+
+
+def ensure_interval_task(name: str, task: str, every: int, queue: str, kwargs: dict, expires: int) -> PeriodicTask:
+    """The periodic task `name`, created if it is missing. An existing row is left as it is: an operator may have
+    edited it in the admin, and its owner moves it on purpose (e.g. a new sampling interval)."""
+    row, _ = PeriodicTask.objects.get_or_create(
+        name=name,
+        defaults={"task": task, "interval": every_seconds(every), "queue": queue, "args": json.dumps([]),
+                  "kwargs": json.dumps(kwargs), "expire_seconds": expires},
+    )
+    return row
