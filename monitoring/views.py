@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from alerts.models import Incident
 
 from .cleanup import service as cleanup_service
-from .history import disk_sparklines
 from .models import CleanupRun, WatchedFilesystem
 from .telemetry import access as telemetry_access
 from .telemetry import charts as telemetry_charts
@@ -20,7 +19,7 @@ from .telemetry import exporter as telemetry_exporter
 
 def dashboard(request):
     filesystems = list(WatchedFilesystem.objects.all())
-    sparklines = disk_sparklines(filesystems)
+    sparklines = telemetry_charts.disk_sparklines(filesystems)
     for fs in filesystems:
         fs.sparkline = sparklines.get(fs.pk, "")
     history = Incident.objects.select_related("acknowledged_by").prefetch_related("events")[:50]

@@ -4,7 +4,9 @@ Samples are averaged into fixed time buckets, so a chart costs the same
 whatever the sampling interval; the last hour reads the raw samples, the last
 day the 1-minute averages. Charts are computed once per cycle by the sampler
 (and the day charts once a minute) and kept in Redis, so a page view or a live
-publish never queries the series.
+publish never queries the series. The filesystem table's "last hour" sparklines
+are drawn here too, like the hour charts, but per view: disk checks are not
+telemetry cycles.
 """
 
 import json
@@ -62,9 +64,28 @@ def series(since, resolution) -> dict[str, dict[str, list[tuple]]]:
         for key, value in (("kv_cache", kv), ("ttft_p95", ttft), ("tokens_per_s", tps)):
             out[key][label].append((at, value))
     labels = dict(WatchedFilesystem.objects.values_list("pk", "label"))
-    for fs_id, at, percent in DiskSample.objects.filter(at__gte=since).values_list("filesystem_id", "at", "percent"):
-        out["disk"][labels.get(fs_id, str(fs_id))].append((at, percent))
+    for fs_id, points in disk_series(since).items():
+        out["disk"][labels.get(fs_id, str(fs_id))].extend(points)
     return out
+
+
+def disk_series(since, filesystems=None) -> dict[int, list[tuple]]:
+    """filesystem id -> [(at, percent)] since `since`, of the given filesystems or all of them."""
+    rows = DiskSample.objects.filter(at__gte=since)
+    if filesystems is not None:
+        rows = rows.filter(filesystem__in=filesystems)
+    out: dict[int, list[tuple]] = defaultdict(list)
+    for fs_id, at, percent in rows.values_list("filesystem_id", "at", "percent"):
+        out[fs_id].append((at, percent))
+    return out
+
+
+def disk_sparklines(filesystems, now=None) -> dict[int, str]:
+    """filesystem id -> the SVG path of its usage over the last hour, bucketed and drawn as the hour charts are."""
+    span, _, buckets = RANGES["hour"]
+    start = (now or timezone.now()) - span
+    return {fs_id: _path(_buckets(points, start, span, buckets), buckets, 100.0)
+            for fs_id, points in disk_series(start, filesystems).items()}
 
 
 def build(range_name: str, now=None) -> list[dict]:
