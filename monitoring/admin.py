@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.db import transaction
 from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
 from .cleanup.logs import write_config as write_log_config
 from .models import CleanupPolicy, CleanupRun, LogPolicy, TelemetrySettings, WatchedFilesystem
-from .templatetags.monitoring_tags import gib
 
 
 @admin.register(WatchedFilesystem)
@@ -44,7 +44,8 @@ class CleanupPolicyAdmin(admin.ModelAdmin):
 
     @admin.display(description="size")
     def last_size(self, policy):
-        return gib(policy.last_size_bytes)
+        # None (not measured yet) shows as the admin's empty value, not as "0 bytes"
+        return None if policy.last_size_bytes is None else filesizeformat(policy.last_size_bytes)
 
 
 @admin.register(LogPolicy)
@@ -77,7 +78,7 @@ class CleanupRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="freed")
     def freed(self, run):
-        return gib(run.bytes_freed)
+        return filesizeformat(run.bytes_freed)
 
 
 # --- telemetry -----------------------------------------------------------------------

@@ -1,19 +1,12 @@
 from django import template
 
+from ..telemetry.templating import size
+
 register = template.Library()
 
-
-@register.filter
-def gib(num_bytes):
-    """Bytes as a short human size: 1.4 GB, 820 MB (powers of 1024, like df -h)."""
-    if num_bytes is None:
-        return "–"
-    value = float(num_bytes)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
+# Templates use Django's |filesizeformat. monitoring/cleanup/run.py still imports gib for its plain-text run
+# summaries; it is the same formatter (templating.size) until that module calls it directly.
+gib = size
 
 
 @register.filter

@@ -235,8 +235,7 @@
     if (!file) return;
     if (answer) { notice("info", "File not added yet.", "Wait for the answer to finish, then add " + file.name + "."); return; }
     if (file.size > Number(root.dataset.uploadMax)) {
-      notice("error", "File not added.", file.name + " is larger than the " +
-             Math.round(Number(root.dataset.uploadMax) / 1048576) + " MB limit.");
+      notice("error", "File not added.", file.name + " is larger than the " + root.dataset.uploadMaxSize + " limit.");
       return;
     }
     status.textContent = "Reading " + file.name + "…";

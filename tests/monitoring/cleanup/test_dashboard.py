@@ -67,7 +67,7 @@ def test_the_status_bar_shows_the_size_stored_by_the_last_run(cache, django_asse
 
     run_policy(CleanupPolicy.objects.get(name="cache"), trigger=CleanupRun.Trigger.SCHEDULE)
     assert live.state()["cache_bytes"] == 4 * 1024 * 1024  # engine caches only
-    assert "CACHE: 4.0 MB" in live.message()["html"]["statusbar"]
+    assert "CACHE: 4.0\xa0MB" in live.message()["html"]["statusbar"]
 
 
 @pytest.mark.django_db
