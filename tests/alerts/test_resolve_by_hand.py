@@ -2,9 +2,11 @@
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
 from alerts import admission
 from alerts.models import Incident, IncidentEvent
+from alerts.notifications import delivery
 from tests.support import notify as notify_support
 from tests.support.notify import reading, webhook, work
 
@@ -27,8 +29,11 @@ def operator(client, django_user_model):
     return client
 
 
-def test_resolving_by_hand_records_who_and_why_and_lifts_the_pause(red, operator, receiver):
+def test_resolving_by_hand_records_who_and_why_and_lifts_the_pause(operator, receiver, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
     channel = webhook(receiver.url)
+    reading(98)
+    red = Incident.objects.open().get()
     work()  # the channel heard the opening, so it hears the resolve
     assert admission.sync().paused
     response = operator.post(f"/incidents/{red.pk}/resolve/", {"note": "disk replaced, usage is a stale reading"})
@@ -37,6 +42,7 @@ def test_resolving_by_hand_records_who_and_why_and_lifts_the_pause(red, operator
     assert red.resolved_at is not None and not admission.current().paused
     event = red.events.get(kind=IncidentEvent.Kind.RESOLVED)
     assert (event.user.username, event.note) == ("ops", "disk replaced, usage is a stale reading")
+    time_machine.shift(delivery.ORDER_GAP * 2)  # a later message about one incident waits for the one before
     work()
     resolved = [r.body for r in receiver.requests if r.body["reason"] == "resolved"]
     assert len(resolved) == 1 and "Resolved by ops: disk replaced" in resolved[0]["text"]
