@@ -22,7 +22,7 @@ def dashboard(request):
     sparklines = telemetry_charts.disk_sparklines(filesystems)
     for fs in filesystems:
         fs.sparkline = sparklines.get(fs.pk, "")
-    history = Incident.objects.select_related("acknowledged_by").prefetch_related("events")[:50]
+    history = Incident.objects.select_related("acknowledged_by").prefetch_related("events__user")[:50]
     return render(request, "monitoring/dashboard.html", {
         "filesystems": filesystems,
         "open_incidents": Incident.objects.open().select_related("acknowledged_by"),
