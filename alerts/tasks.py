@@ -3,10 +3,12 @@ repeat or overlap: deliveries are claimed in the database, reminders have fixed 
 
 from celery import shared_task
 
+from glmadmin import jobs
+
 from .notifications import delivery, planner
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)
 def deliver_notification(notification_id: int) -> str:
     outcome = delivery.deliver(notification_id)
     if outcome.retry_in is not None:
@@ -15,18 +17,18 @@ def deliver_notification(notification_id: int) -> str:
     return str(outcome)
 
 
-@shared_task
+@shared_task(soft_time_limit=30, time_limit=45)
 def repeat_red_alerts() -> str:
     return f"queued {len(planner.plan_repeats())} reminder(s)"
 
 
-@shared_task
+@shared_task(soft_time_limit=30, time_limit=45)
 def redeliver_stalled_notifications() -> str:
     return f"queued {len(planner.enqueue(delivery.stalled()))} stalled notification(s)"
 
 
 # The names these tasks had before the alerts app existed (monitoring.tasks.*): messages queued by
 # an older release, and beat rows not yet migrated, still run. Remove one release after 0.2.
-shared_task(name="monitoring.tasks.deliver_notification")(deliver_notification.run)
-shared_task(name="monitoring.tasks.repeat_red_alerts")(repeat_red_alerts.run)
-shared_task(name="monitoring.tasks.redeliver_stalled_notifications")(redeliver_stalled_notifications.run)
+jobs.alias("monitoring.tasks.deliver_notification", deliver_notification)
+jobs.alias("monitoring.tasks.repeat_red_alerts", repeat_red_alerts)
+jobs.alias("monitoring.tasks.redeliver_stalled_notifications", redeliver_stalled_notifications)

@@ -21,3 +21,9 @@ def enqueue(name: str, *args, queue: str | None = None, expires: float | None = 
     options = {key: value for key, value in (("queue", queue), ("expires", expires), ("countdown", countdown))
                if value is not None}
     return task(name).apply_async(args, **options)
+
+
+def alias(old_name: str, task):
+    """Register `task` under a name it had in an earlier release, with the same limits: messages queued
+    before an upgrade, and beat rows not yet migrated, still run."""
+    return app.task(name=old_name, soft_time_limit=task.soft_time_limit, time_limit=task.time_limit)(task.run)

@@ -128,6 +128,26 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("GLMADMIN_CELERY_EAGER", False)
+# Lanes, each consumed by its own worker process (Procfile, docker/compose.yaml): alerting work never
+# waits behind engine control, cleanup or a slow notification send. Unrouted tasks use "celery"; each
+# host's engine control and sampling use "engines.<host>" (set on their beat rows).
+ALERTS_QUEUE, NOTIFY_QUEUE = "alerts", "notify"
+CELERY_TASK_ROUTES = {
+    "monitoring.tasks.check_disks": {"queue": ALERTS_QUEUE},
+    "monitoring.tasks.watch_telemetry_flow": {"queue": ALERTS_QUEUE},
+    "alerts.tasks.repeat_red_alerts": {"queue": ALERTS_QUEUE},
+    "alerts.tasks.redeliver_stalled_notifications": {"queue": ALERTS_QUEUE},
+    "alerts.tasks.deliver_notification": {"queue": NOTIFY_QUEUE},
+    # The names of the previous release, for messages queued before an upgrade.
+    "monitoring.tasks.deliver_notification": {"queue": NOTIFY_QUEUE},
+    "monitoring.tasks.repeat_red_alerts": {"queue": ALERTS_QUEUE},
+    "monitoring.tasks.redeliver_stalled_notifications": {"queue": ALERTS_QUEUE},
+    "monitoring.telemetry.rule_tasks.watch_telemetry_flow": {"queue": ALERTS_QUEUE},
+}
+# Every task has a deadline (most set a tighter one): a call hung on the outside world ends in an
+# exception the task reports (soft), and the process running it is replaced if even that hangs (hard).
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 330
 
 # --- auth ----------------------------------------------------------------
 LOGIN_URL = "login"

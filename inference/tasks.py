@@ -6,18 +6,18 @@ from . import control, schedules, supervisor
 from .models import Engine
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)
 def reconcile_engines(host: str | None = None) -> str:
     supervisor.reconcile_host(host)
     return "reconciled"
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)
 def reconcile_engine(engine_id: int) -> str:
     return "stepped" if supervisor.reconcile(engine_id) else "skipped: busy"
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)
 def scheduled_restart(engine_id: int) -> str:
     engine = Engine.objects.filter(pk=engine_id, enabled=True).first()
     if engine is None:

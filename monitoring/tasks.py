@@ -7,6 +7,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from alerts.models import Incident
+from glmadmin import jobs
 from glmadmin.lib.redis import single_flight
 
 from . import disk_check
@@ -16,7 +17,7 @@ from .telemetry import service as telemetry
 from .telemetry.rules import watchdog as telemetry_watchdog
 
 
-@shared_task
+@shared_task(soft_time_limit=20, time_limit=30)
 def check_disks() -> str:
     with single_flight("check-disks", ttl_seconds=60) as acquired:
         if not acquired:
@@ -25,21 +26,21 @@ def check_disks() -> str:
     return f"checked {len(readings)} filesystem(s)"
 
 
-@shared_task
+@shared_task(soft_time_limit=300, time_limit=330)
 def prune_history() -> str:
     return f"deleted {disk_check.prune_samples()} disk sample(s)"
 
 
 # --- cleanup: a lock per root inside each run, so overlapping runs skip rather than double up ---
 
-@shared_task
+@shared_task(soft_time_limit=3600, time_limit=3660)
 def run_cleanup(trigger: str = "schedule", incident_id: int | None = None) -> str:
     incident = Incident.objects.filter(pk=incident_id).first() if incident_id else None
     outcomes = cleanup.run_all(trigger=trigger, incident=incident)
     return "; ".join(str(o).splitlines()[0] for o in outcomes) or "no enabled policy"
 
 
-@shared_task
+@shared_task(soft_time_limit=600, time_limit=660)
 def measure_cache() -> str:
     changed = cleanup.measure()
     cleanup.publish()
@@ -48,7 +49,7 @@ def measure_cache() -> str:
 
 # --- telemetry: each host samples itself, in its own queue; a cycle skips while the previous one runs ---
 
-@shared_task
+@shared_task(soft_time_limit=30, time_limit=45)
 def sample_telemetry(host: str | None = None) -> str:
     here = settings.GLMADMIN_HOST_NAME
     if host not in (None, here):  # a worker consuming another host's queue would sample the wrong GPUs
@@ -66,7 +67,7 @@ def _sample_this_host(**kwargs):
     telemetry_schedule.ensure_host_schedule(settings.GLMADMIN_HOST_NAME)
 
 
-@shared_task
+@shared_task(soft_time_limit=300, time_limit=330)
 def downsample_telemetry() -> str:
     with single_flight("downsample-telemetry", ttl_seconds=600) as acquired:
         if not acquired:
@@ -74,7 +75,7 @@ def downsample_telemetry() -> str:
         return telemetry.maintain()
 
 
-@shared_task
+@shared_task(soft_time_limit=20, time_limit=30)
 def watch_telemetry_flow() -> str:
     with single_flight("telemetry-watchdog", ttl_seconds=60) as acquired:
         if not acquired:
@@ -84,4 +85,4 @@ def watch_telemetry_flow() -> str:
 
 
 # The name this task had before it moved here; beat rows are migrated, queued messages still run.
-shared_task(name="monitoring.telemetry.rule_tasks.watch_telemetry_flow")(watch_telemetry_flow.run)
+jobs.alias("monitoring.telemetry.rule_tasks.watch_telemetry_flow", watch_telemetry_flow)

@@ -1,0 +1,114 @@
+"""Alerting work has its own lane: a disk check runs while every notification send hangs.
+
+The workers are the Procfile's own commands, as `scripts/run` starts them, on the test's database and
+Redis; the hanging sends go to a real webhook receiver that holds every request.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+from django.conf import settings
+
+from glmadmin.celery import app
+from monitoring.models import DiskSample, WatchedFilesystem
+from tests.support import notify as notify_support
+from tests.support.notify import reading, webhook
+from tests.support.processes import ROOT, subprocess_env
+
+receiver = notify_support.receiver  # a real webhook receiver, as a fixture of this module
+
+APPS = ("alerts.", "monitoring.", "inference.")
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def consumed_queues(command: str) -> set[str]:
+    """The queues a `celery worker -Q a,b` command line consumes (host names as the default host's)."""
+    words = command.replace('"', "").split()
+    if "worker" not in words:
+        return set()
+    queues = words[words.index("-Q") + 1] if "-Q" in words else "celery"
+    return set(queues.replace("${GLMADMIN_HOST_NAME:-local}", "local").split(","))
+
+
+def test_every_task_has_a_deadline():
+    app.loader.import_default_modules()
+    ours = {name: task for name, task in app.tasks.items() if name.startswith(APPS)}
+    assert ours
+    for name, task in ours.items():
+        assert task.soft_time_limit and task.time_limit and task.soft_time_limit < task.time_limit, name
+
+
+def test_each_lane_is_consumed_by_its_own_worker_in_the_procfile_and_compose():
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    needed = routed | {"celery", "engines.local"}
+    procfile_workers = [consumed_queues(command) for command in procfile().values()]
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    compose_workers = [consumed_queues(" ".join(service.get("command", [])))
+                       for service in compose["services"].values() if isinstance(service.get("command"), list)]
+    for workers in (procfile_workers, compose_workers):
+        assert set().union(*workers) >= needed
+        for lane in routed:  # a lane shares its worker with no other queue
+            assert [queues for queues in workers if lane in queues] == [{lane}], lane
+
+
+def test_alerting_tasks_never_share_a_lane_with_sends_cleanup_or_engines():
+    routes = settings.CELERY_TASK_ROUTES
+    alerting = {routes[name]["queue"] for name in ("monitoring.tasks.check_disks", "alerts.tasks.repeat_red_alerts",
+                                                   "monitoring.tasks.watch_telemetry_flow")}
+    assert alerting == {settings.ALERTS_QUEUE}
+    assert routes["alerts.tasks.deliver_notification"]["queue"] != settings.ALERTS_QUEUE
+    for name in ("monitoring.tasks.run_cleanup", "inference.tasks.reconcile_engine"):
+        assert name not in routes  # the default lane (or the host's engine queue), never the alerts one
+
+
+@pytest.fixture
+def workers(transactional_db, tmp_path):
+    """Start the Procfile's alerts and notify workers; stop their process groups afterwards."""
+    # Sends give up after 60 s, so the receiver's 30 s hold keeps both notify slots busy throughout.
+    env = {**subprocess_env(), "GLMADMIN_HOST_NAME": "local", "GLMADMIN_NOTIFY_TIMEOUT": "60"}
+    started = []
+
+    def start(name):
+        log = (tmp_path / f"{name}.log").open("w")
+        started.append((subprocess.Popen(["bash", "-c", procfile()[name]], cwd=ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True), tmp_path / f"{name}.log"))
+
+    yield start
+    for proc, log in started:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        print(f"{log.name}:\n{log.read_text()[-3000:]}")  # shown by pytest for a failed test
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)  # polling the database and the receiver: the condition is checked, not assumed
+
+
+def test_a_disk_check_runs_while_every_send_hangs(workers, receiver, no_default_filesystems, tmp_path):
+    from monitoring.tasks import check_disks
+
+    release = receiver.hold()  # every webhook request waits 30 s
+    for number in range(3):
+        webhook(receiver.url, name=f"hook-{number}")
+    reading(98)  # a red incident: three notifications queued to the notify lane
+    WatchedFilesystem.objects.create(path=str(tmp_path), label="scratch")
+    workers("notify")
+    workers("alerts")
+    wait_for(lambda: len(receiver.requests) >= 2, 90, "both notify slots to hang on the receiver")
+    check_disks.apply_async()  # routed to the alerts lane
+    wait_for(DiskSample.objects.exists, 60, "the disk check to run beside the hanging sends")
+    assert not release.is_set() and len(receiver.requests) == 2  # the sends were still hanging
