@@ -183,6 +183,15 @@ WHITENOISE_USE_FINDERS = True
 
 # --- monitoring -------------------------------------------------------------
 DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
+# Cleanup: the directories in which (at or below) cleanup and log policies may act. Setting the variable
+# replaces the list; adding a directory to it is how an operator confirms a root of their own.
+CLEANUP_ALLOWED_ROOTS = env_list("GLMADMIN_CLEANUP_ALLOWED_ROOTS", [
+    env_str("VLLM_CACHE_ROOT") or str(Path.home() / ".cache" / "vllm"),
+    str(DATA_DIR / "cache"), str(DATA_DIR / "logs"), str(DATA_DIR / "engines"), "/tmp", "/var/tmp", "/var/log",
+])
+if any(not p.startswith("/") or Path(p).resolve() == Path("/") for p in CLEANUP_ALLOWED_ROOTS):
+    raise ImproperlyConfigured("GLMADMIN_CLEANUP_ALLOWED_ROOTS takes absolute directories other than /, "
+                               f"comma-separated; got {CLEANUP_ALLOWED_ROOTS}")
 
 # --- engines -----------------------------------------------------------------
 # The name of this machine among glmadmin hosts; its worker consumes the
@@ -226,6 +235,9 @@ GATEWAY_MAX_TOKENS = env_int("GLMADMIN_GATEWAY_MAX_TOKENS", 4096, minimum=1)
 GATEWAY_MAX_N = env_int("GLMADMIN_GATEWAY_MAX_N", 4, minimum=1)
 # Prompt length is estimated in characters (no tokenizer on the hot path).
 GATEWAY_MAX_PROMPT_CHARS = env_int("GLMADMIN_GATEWAY_MAX_PROMPT_CHARS", 100_000, minimum=1)
+# Structured output (response_format, structured_outputs, guided_*), tools and chat template options:
+# an engine compiles grammars and schemas at a cost that grows faster than their size.
+GATEWAY_MAX_STRUCTURED_BYTES = env_int("GLMADMIN_GATEWAY_MAX_STRUCTURED_BYTES", 32 * 1024, minimum=256)
 # Defaults for new API keys (each key can be changed in the admin) and the chat page's users.
 GATEWAY_KEY_RPM = env_int("GLMADMIN_GATEWAY_KEY_RPM", 600, minimum=1)
 GATEWAY_KEY_CONCURRENCY = env_int("GLMADMIN_GATEWAY_KEY_CONCURRENCY", 16, minimum=1)

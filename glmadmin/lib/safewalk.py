@@ -1,13 +1,23 @@
 """Walk a directory tree and remove files in it without ever leaving it.
 
-Paths are never joined and re-resolved: every directory is opened relative to
-its parent's file descriptor with O_NOFOLLOW|O_DIRECTORY, and files are
-stat'ed and unlinked relative to their directory's descriptor (fstatat,
-unlinkat). So a symlink is never followed, and a directory swapped for a
-symlink during the run fails to open instead of leading elsewhere. Each
-directory opened is checked against the inode recorded by the scan (a swap for
-another real directory is noticed too) and against the root's device (the
-walk never crosses into another filesystem mounted below the root).
+Paths are never joined and re-resolved: the root is opened one component at a
+time from / and every directory below it relative to its parent's file
+descriptor, all with O_NOFOLLOW|O_DIRECTORY, and files are stat'ed and unlinked
+relative to their directory's descriptor (fstatat, unlinkat). So a symlink is
+never followed, and a directory swapped for a symlink during the run fails to
+open instead of leading elsewhere. Each directory opened is checked against the
+inode recorded by the scan (a swap for another real directory is noticed too).
+
+The walk never crosses a mount point of any kind. st_dev alone misses a bind
+mount of the same filesystem, so the kernel's mount table is read first (mount
+points below the root, directories and single files alike, are passed over and
+noted with what is mounted there), and every directory opened must lie on the
+root's own mount (its mount id), which also catches a mount made after the table
+was read.
+
+Names are the kernel's bytes: os.scandir on a descriptor gives them as
+surrogate-escaped str, which goes back to the kernel byte for byte. Only
+shown() turns a name into text for people, and only records and messages use it.
 
 The one window left is a directory *moved* elsewhere between being opened and
 a file in it being unlinked; that needs write access to the tree's own
@@ -19,17 +29,47 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import mounts, openfiles
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A file is opened only to ask about it: never through a symlink, never waiting for another's lease.
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
 class Skip:
     """Why something below the root was not considered (counted per reason)."""
 
     SYMLINK = "symlink"
-    OTHER_FS = "other_filesystem"
+    MOUNT = "mount_point"
+    OTHER_FS = "other_filesystem"  # another st_dev on the root's own mount (a btrfs subvolume)
     SPECIAL = "not_a_regular_file"
     PROTECTED = "running_engine"
     UNREADABLE = "unreadable"
+
+
+def shown(name: str) -> str:
+    """A name as one line of text that any page, log or message can hold, and no two names share.
+
+    A byte that is not UTF-8 becomes \\xNN (NN 80-ff), an ASCII control character \\n, \\t or \\xNN (NN below
+    80), any other unprintable character (a bidi override, a line separator) \\uNNNN, and a backslash \\\\.
+    """
+    if name.isprintable() and "\\" not in name:
+        return name
+    return "".join(_shown_char(char) for char in name)
+
+
+def _shown_char(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode keeps an undecodable byte as this surrogate
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @dataclass(frozen=True)
@@ -46,15 +86,14 @@ class Scan:
 
     root: str
     dev: int
+    mount_id: int = 0
     dirs: list[Dir] = field(default_factory=list)
     # (dir index, name, ino, bytes on disk, age stamp = max(mtime, ctime))
     files: list[tuple[int, str, int, int, float]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f[3] for f in self.files)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (relpath, why) of what was passed over
+    total_bytes: int = 0
 
     def relpath(self, dir_index: int, name: str) -> str:
         parent = self.dirs[dir_index].relpath
@@ -65,73 +104,121 @@ class Scan:
 
 
 def open_root(root: str) -> int:
-    """The root's descriptor; raises OSError if it is missing, not a directory or a symlink."""
-    return os.open(root, DIR_FLAGS)
+    """The descriptor of the absolute directory root, reached without following any symlink.
+
+    Raises OSError if it is missing or not a directory, or if any component is a symlink (ELOOP).
+    """
+    fd = os.open("/", DIR_FLAGS)
+    try:
+        for part in root.split("/"):
+            if part:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def scan(root: str, protected: set[str] = frozenset()) -> Scan:
-    """Every regular file under root (relative paths in `protected` are not entered)."""
+    """Every regular file under root on root's own mount (relative paths in `protected` are not entered)."""
     root_fd = open_root(root)
     try:
         st = os.fstat(root_fd)
-        result = Scan(root=root, dev=st.st_dev)
+        result = Scan(root=root, dev=st.st_dev, mount_id=mounts.mount_id(root_fd))
         result.dirs.append(Dir(-1, "", st.st_ino, ""))
-        _walk(root_fd, 0, result, protected)
+        _Walk(result, protected, mounts.below(root)).walk(root_fd, 0)
     finally:
         os.close(root_fd)
     return result
 
 
-def _walk(fd: int, index: int, result: Scan, protected) -> None:
-    files = result.files
-    base = result.dirs[index].relpath
-    subdirs = []
-    try:
-        entries = os.scandir(fd)
-    except OSError as exc:
-        result.errors.append((base or ".", exc.strerror or str(exc)))
-        return
-    with entries:
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.name)
+class _Walk:
+    def __init__(self, result: Scan, protected, mounted: dict):
+        self.result, self.protected, self.mounted = result, protected, mounted
+
+    def walk(self, fd: int, index: int) -> None:
+        result = self.result
+        files = result.files
+        dev = result.dev
+        base = result.dirs[index].relpath
+        mounted_here = self.mounted.get(base, {})
+        subdirs = []
+        size = 0
+        try:
+            entries = os.scandir(fd)
+        except OSError as exc:
+            result.errors.append((shown(base or "."), exc.strerror or str(exc)))
+            return
+        with entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(name)
+                        continue
+                    if entry.is_symlink():
+                        result.skip(Skip.SYMLINK)
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    result.errors.append((shown(f"{base}/{name}" if base else name), exc.strerror or str(exc)))
                     continue
-                if entry.is_symlink():
-                    result.skip(Skip.SYMLINK)
-                    continue
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                result.errors.append((f"{base}/{entry.name}" if base else entry.name, exc.strerror or str(exc)))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                result.skip(Skip.SPECIAL)
-            elif st.st_dev != result.dev:
-                result.skip(Skip.OTHER_FS)
-            else:
-                # Age counts ctime too: a file renamed or chmod'ed recently (or unpacked with old mtimes) is in use.
-                files.append((index, entry.name, st.st_ino, st.st_blocks * 512,
-                              st.st_mtime if st.st_mtime > st.st_ctime else st.st_ctime))
-    for name in subdirs:
+                if mounted_here and name in mounted_here:
+                    self.note_mount(base, name, mounted_here[name].describe())
+                elif not stat.S_ISREG(st.st_mode):
+                    result.skip(Skip.SPECIAL)
+                elif st.st_dev != dev:
+                    result.skip(Skip.OTHER_FS)
+                else:
+                    # Age counts ctime too: a file renamed or chmod'ed recently (or unpacked with old mtimes) is in use.
+                    blocks = st.st_blocks * 512
+                    size += blocks
+                    mtime, ctime = st.st_mtime, st.st_ctime
+                    files.append((index, name, st.st_ino, blocks, mtime if mtime > ctime else ctime))
+        result.total_bytes += size
+        for name in subdirs:
+            self.enter(fd, index, base, name, mounted_here)
+
+    def enter(self, fd: int, index: int, base: str, name: str, mounted_here: dict) -> None:
+        result = self.result
         relpath = f"{base}/{name}" if base else name
-        if relpath in protected:
+        if relpath in self.protected:
             result.skip(Skip.PROTECTED)
-            continue
+            return
+        if name in mounted_here:
+            self.note_mount(base, name, mounted_here[name].describe())
+            return
         try:
             child = os.open(name, DIR_FLAGS, dir_fd=fd)
         except OSError as exc:
             # ELOOP/ENOTDIR: it became a symlink since scandir saw it.
-            result.errors.append((relpath, exc.strerror or str(exc)))
-            continue
+            result.errors.append((shown(relpath), exc.strerror or str(exc)))
+            return
         try:
             st = os.fstat(child)
-            if st.st_dev != result.dev:
+            if mounts.mount_id(child) != result.mount_id:
+                self.note_mount(base, name, "mount made during the run")
+            elif st.st_dev != result.dev:
                 result.skip(Skip.OTHER_FS)
-                continue
-            result.dirs.append(Dir(index, name, st.st_ino, relpath))
-            _walk(child, len(result.dirs) - 1, result, protected)
+            else:
+                result.dirs.append(Dir(index, name, st.st_ino, relpath))
+                self.walk(child, len(result.dirs) - 1)
         finally:
             os.close(child)
+
+    def note_mount(self, base: str, name: str, what: str) -> None:
+        self.result.skip(Skip.MOUNT)
+        self.result.notes.append((shown(f"{base}/{name}" if base else name), f"{what}: not entered"))
+
+
+class Held:
+    """Why the Remover kept a chosen file at the last moment."""
+
+    CHANGED = "changed_during_run"  # no longer the regular file the scan saw, or younger now
+    OPEN = "open"  # the kernel says some process has it open or mapped
+    UNKNOWN = "open_unknown"  # the kernel could not be asked, and some process could not be looked at
 
 
 class Remover:
@@ -139,20 +226,26 @@ class Remover:
 
     Directories are re-opened component by component (O_NOFOLLOW) and each
     must still be the inode the scan saw; a file must still be the same
-    regular file, no younger than when it was chosen. `hook(relpath)` is
-    called right before each unlink (tests use it to swap directories).
+    regular file, no younger than when it was chosen. Right before the
+    unlink the kernel is asked whether anyone has the file open or mapped
+    (openfiles.unused: a write lease). `hook(relpath)` is called right before
+    each unlink (tests use it to swap directories).
+
+    all_seen says whether the open-file check read every process: when it did
+    not, a file the kernel cannot be asked about is kept.
     """
 
-    def __init__(self, scan_result: Scan, hook: Callable[[str], None] | None = None):
+    def __init__(self, scan_result: Scan, hook: Callable[[str], None] | None = None, *, all_seen: bool = True):
         self.scan = scan_result
         self.hook = hook
+        self.all_seen = all_seen
         self._stack: list[tuple[int, int]] = []  # (dir index, fd) from the root down
 
     def __enter__(self):
         fd = open_root(self.scan.root)
         if os.fstat(fd).st_ino != self.scan.dirs[0].ino:
             os.close(fd)
-            raise OSError(f"{self.scan.root} was replaced during the run")
+            raise OSError(f"{shown(self.scan.root)} was replaced during the run")
         self._stack = [(0, fd)]
         return self
 
@@ -163,6 +256,8 @@ class Remover:
 
     def dir_fd(self, index: int) -> int:
         """The descriptor of scanned directory `index`; raises OSError if it moved or changed."""
+        if self._stack[-1][0] == index:
+            return self._stack[-1][1]  # the directory of the previous file (files are removed directory by directory)
         chain = []
         while index != -1:
             chain.append(index)
@@ -180,20 +275,41 @@ class Remover:
             st = os.fstat(fd)
             if st.st_ino != d.ino or st.st_dev != self.scan.dev:
                 os.close(fd)
-                raise OSError(f"{d.relpath} was replaced during the run")
+                raise OSError(f"{shown(d.relpath)} was replaced during the run")
             self._stack.append((index, fd))
         return self._stack[-1][1]
 
     def unlink(self, dir_index: int, name: str, ino: int, not_after: float) -> str | None:
-        """Remove one file; returns why it was kept instead ("changed"), or None once it is gone.
+        """Remove one file; returns why it was kept instead (a Held reason), or None once it is gone.
 
         Raises OSError when the directory or the unlink fails (the caller records it).
         """
         fd = self.dir_fd(dir_index)
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode) or st.st_ino != ino or max(st.st_mtime, st.st_ctime) > not_after:
-            return "changed"
-        if self.hook:
-            self.hook(self.scan.relpath(dir_index, name))
-        os.unlink(name, dir_fd=fd)
+        # Stat before opening: a name swapped for a device or FIFO is never opened.
+        if not _same_file(os.stat(name, dir_fd=fd, follow_symlinks=False), ino, not_after):
+            return Held.CHANGED
+        try:
+            file_fd = os.open(name, FILE_FLAGS, dir_fd=fd)
+        except BlockingIOError:
+            return Held.OPEN  # another process holds a lease on it: in use
+        except PermissionError:
+            file_fd = None  # not readable by us (no root): the kernel cannot be asked
+        try:
+            if file_fd is not None and not _same_file(os.fstat(file_fd), ino, not_after):
+                return Held.CHANGED
+            unused = openfiles.unused(file_fd) if file_fd is not None else None
+            if unused is False:
+                return Held.OPEN
+            if unused is None and not self.all_seen:
+                return Held.UNKNOWN
+            if self.hook:
+                self.hook(self.scan.relpath(dir_index, name))
+            os.unlink(name, dir_fd=fd)
+        finally:
+            if file_fd is not None:
+                os.close(file_fd)
         return None
+
+
+def _same_file(st: os.stat_result, ino: int, not_after: float) -> bool:
+    return stat.S_ISREG(st.st_mode) and st.st_ino == ino and max(st.st_mtime, st.st_ctime) <= not_after

@@ -1,6 +1,8 @@
 """The cleanup log file (data/logs/cleanup.log): one line per run, and per file at DEBUG.
 
 Opened and closed per run (never held open), so the log policy rotates it like any closed log.
+Names arrive already shown safely (safewalk.shown); the file is written as UTF-8 with anything
+unencodable escaped, so no text of a run can stop its line from being written.
 """
 
 from django.conf import settings
@@ -25,5 +27,6 @@ def write(run: CleanupRun, level: str = CleanupPolicy.LogLevel.SUMMARY) -> None:
         verb = "would remove" if run.dry_run else "removed"
         lines += [f"{stamp}   {verb} {name} ({size} B)" for name, size in run.removed]
         lines += [f"{stamp}   error {name}: {error}" for name, error in run.errors]
-    with open(target, "a") as fh:
+        lines += [f"{stamp}   passed over {what}: {why}" for what, why in run.notes]
+    with open(target, "a", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -2,13 +2,16 @@
 
 Over the limit, files old enough (mtime and ctime), matching the include
 patterns and no exclude pattern, and open or mapped by no process, are chosen
-oldest first until the root would be under its limit.
+oldest first until the root would be under its limit. When the open-file check
+cannot read every process, the plan says which; the real run then asks the
+kernel about each file before removing it and keeps those it cannot ask about.
 """
 
 import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from django.conf import settings
 
@@ -25,7 +28,8 @@ class Kept:
     EXCLUDED = "excluded"
     OPEN = "open"
     UNDER_LIMIT = "not_needed"  # eligible, but the root was under its limit without it
-    CHANGED = "changed_during_run"
+    CHANGED = safewalk.Held.CHANGED
+    UNKNOWN = safewalk.Held.UNKNOWN
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Plan:
     cutoff: float  # files whose max(mtime, ctime) is at or before this are old enough
     chosen: list[tuple] = field(default_factory=list)
     kept: dict[str, int] = field(default_factory=dict)
+    unreadable: list[int] = field(default_factory=list)  # pids the open-file check could not read
 
     @property
     def size_before(self) -> int:
@@ -95,8 +100,8 @@ def protected_below(root: str, dirs: list[str]) -> tuple[set[str], str | None]:
 
 
 def plan(root: str, *, limit: int, min_age_hours: float, include: str, exclude: str, now: float,
-         open_inodes=openfiles.open_inodes) -> Plan:
-    """Scan root and choose what to remove (raises OSError if root cannot be opened)."""
+         open_files=openfiles.open_inodes) -> Plan:
+    """Scan the canonical directory root and choose what to remove (raises OSError if root cannot be opened)."""
     protected, covering = protected_below(root, engine_dirs())
     cutoff = now - min_age_hours * 3600
     if covering:
@@ -106,34 +111,45 @@ def plan(root: str, *, limit: int, min_age_hours: float, include: str, exclude: 
         return result
     scanned = safewalk.scan(root, protected=protected)
     result = Plan(scanned, limit, cutoff)
-    excess = scanned.total_bytes - limit
-    if excess <= 0:
+    if scanned.total_bytes <= limit:
         return result
-    matcher = Matcher(include, exclude)
-    kept = result.kept
-    candidates = []
-    for f in scanned.files:
-        if f[4] > cutoff:
-            kept[Kept.TOO_YOUNG] = kept.get(Kept.TOO_YOUNG, 0) + 1
-        elif not matcher.wanted(lambda f=f: scanned.relpath(f[0], f[1]), f[1]):
-            kept[Kept.EXCLUDED] = kept.get(Kept.EXCLUDED, 0) + 1
-        else:
-            candidates.append(f)
-    candidates.sort(key=lambda f: f[4])
-    busy = open_inodes() if candidates else set()
-    dev = scanned.dev
+    candidates = _old_and_wanted(scanned, Matcher(include, exclude), cutoff, result.kept)
+    busy = open_files() if candidates else openfiles.OpenFiles()
+    result.unreadable = busy.unreadable
+    _choose(result, candidates, busy.on(scanned.dev), scanned.total_bytes - limit)
+    return result
+
+
+def _old_and_wanted(scanned: safewalk.Scan, matcher: Matcher, cutoff: float, kept: dict) -> list[tuple]:
+    """Files old enough that the patterns let go, oldest first."""
+    files = scanned.files
+    old = [f for f in files if f[4] <= cutoff]
+    if len(old) < len(files):
+        kept[Kept.TOO_YOUNG] = len(files) - len(old)
+    if matcher.include_all:
+        candidates = old
+    else:
+        candidates = [f for f in old if matcher.wanted(lambda f=f: scanned.relpath(f[0], f[1]), f[1])]
+        if len(candidates) < len(old):
+            kept[Kept.EXCLUDED] = len(old) - len(candidates)
+    candidates.sort(key=itemgetter(4))
+    return candidates
+
+
+def _choose(result: Plan, candidates: list[tuple], busy: set[int], excess: int) -> None:
+    """Oldest first, past the open ones, until excess bytes are chosen."""
+    kept, chosen = result.kept, result.chosen
     for i, f in enumerate(candidates):
-        if (dev, f[2]) in busy:
+        if f[2] in busy:
             kept[Kept.OPEN] = kept.get(Kept.OPEN, 0) + 1
             continue
-        result.chosen.append(f)
+        chosen.append(f)
         excess -= f[3]
         if excess <= 0:
             rest = candidates[i + 1:]
-            open_rest = sum(1 for g in rest if (dev, g[2]) in busy)
+            open_rest = sum(1 for g in rest if g[2] in busy)
             if open_rest:
                 kept[Kept.OPEN] = kept.get(Kept.OPEN, 0) + open_rest
             if len(rest) - open_rest:
                 kept[Kept.UNDER_LIMIT] = len(rest) - open_rest
             break
-    return result

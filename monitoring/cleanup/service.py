@@ -13,6 +13,7 @@ from glmadmin.lib import safewalk
 
 from ..models import CleanupPolicy, CleanupRun, LogPolicy
 from . import journal, logs
+from .policy import Refused, checked_root
 from .run import Busy, run_policy
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Outcome:
         if run.skipped:
             lines.append("  kept: " + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in run.skipped.items()))
         lines += [f"  error: {path}: {error}" for path, error in run.errors[:10]]
+        lines += [f"  passed over: {what}: {why}" for what, why in run.notes[:10]]
         return "\n".join(lines)
 
 
@@ -97,8 +99,8 @@ def measure() -> bool:
     changed = False
     for policy in CleanupPolicy.objects.filter(enabled=True):
         try:
-            size = safewalk.scan(policy.root).total_bytes
-        except OSError:
+            size = safewalk.scan(checked_root(policy.root)).total_bytes
+        except (Refused, OSError):
             size = None
         changed |= size != policy.last_size_bytes
         CleanupPolicy.objects.filter(pk=policy.pk).update(last_size_bytes=size, last_size_at=timezone.now())

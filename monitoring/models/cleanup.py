@@ -6,7 +6,18 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
 
-from ..cleanup.policy import parse_size, root_problem, validate_log_patterns, validate_patterns, validate_size
+from ..cleanup.policy import (
+    MAX_KEEP,
+    Refused,
+    canonical_pattern,
+    checked_root,
+    parse_size,
+    root_problem,
+    split_patterns,
+    validate_log_patterns,
+    validate_patterns,
+    validate_size,
+)
 
 
 class CleanupPolicy(models.Model):
@@ -57,6 +68,7 @@ class CleanupPolicy(models.Model):
         problem = root_problem(self.root or "")
         if problem:
             raise ValidationError({"root": problem})
+        self.root = checked_root(self.root)  # saved in its canonical spelling: //srv/cache/ is /srv/cache
 
 
 class LogPolicy(models.Model):
@@ -65,11 +77,12 @@ class LogPolicy(models.Model):
     name = models.SlugField(max_length=60, unique=True)
     patterns = models.TextField(
         validators=[validate_log_patterns],
-        help_text="Absolute glob patterns of the log files, one per line, e.g. /srv/glmadmin/engines/*/engine.log.")
+        help_text="Absolute glob patterns of the log files, one per line, e.g. /var/log/glmadmin/*.log; only in "
+                  "the directories cleanup may act in (GLMADMIN_CLEANUP_ALLOWED_ROOTS).")
     enabled = models.BooleanField(default=True)
     max_file_size = models.CharField(max_length=20, default="50M", validators=[validate_size],
                                      help_text="A log file is rotated when it grows past this: 50M, 1G.")
-    keep = models.PositiveSmallIntegerField(default=5, validators=[MaxValueValidator(100)],
+    keep = models.PositiveSmallIntegerField(default=5, validators=[MaxValueValidator(MAX_KEEP)],
                                             help_text="Rotated files kept (name.1 is the newest); older ones go.")
     compress = models.BooleanField(default=True, help_text="gzip rotated files.")
 
@@ -84,6 +97,12 @@ class LogPolicy(models.Model):
     @property
     def max_bytes(self) -> int:
         return parse_size(self.max_file_size)
+
+    def clean(self):
+        try:  # saved in their canonical spelling
+            self.patterns = "\n".join(canonical_pattern(p) for p in split_patterns(self.patterns))
+        except Refused:
+            pass  # the field's validator has said why
 
 
 class CleanupRun(models.Model):
@@ -129,6 +148,9 @@ class CleanupRun(models.Model):
     skipped = models.JSONField(default=dict, blank=True, help_text="Files kept, counted by reason.")
     removed = models.JSONField(default=list, blank=True, help_text="[path, bytes] of removed files (capped).")
     errors = models.JSONField(default=list, blank=True, help_text="[path, error] (capped).")
+    notes = models.JSONField(default=list, blank=True,
+                             help_text="[what, why] of what the run passed over on purpose: mount points, the "
+                                       "processes the open-file check could not read.")
     error_count = models.PositiveIntegerField(default=0)
     message = models.CharField(max_length=500, blank=True)
 

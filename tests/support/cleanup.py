@@ -5,8 +5,12 @@ so the ctime counts as old and each file's age is decided by the mtime set here.
 """
 
 import os
+import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from monitoring.models import CleanupPolicy
 
@@ -42,3 +46,25 @@ def without_default_policies() -> None:
 
     CleanupPolicy.objects.all().delete()
     LogPolicy.objects.all().delete()
+
+
+@contextmanager
+def mounted(*args: str, target: Path):
+    """`mount ARGS TARGET` for the block, unmounted after; skips the test where mounting needs root we lack."""
+    result = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount here (needs root): {result.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def make_raw(root: Path, name: bytes, *, size: int = 4096, age_hours: float, now: float) -> bytes:
+    """A file whose name is raw bytes (not UTF-8, a newline, control characters); returns its full path."""
+    path = os.path.join(os.fsencode(root), name)
+    with open(path, "wb") as fh:
+        fh.write(b"x" * size)
+    stamp = now - age_hours * 3600
+    os.utime(path, (stamp, stamp))
+    return path

@@ -38,7 +38,7 @@ def test_dry_run_then_clean_now_from_the_dashboard(admin_client, cache):
     run = CleanupRun.objects.get(kind="cache")
     assert run.dry_run and run.user.username == "admin" and run.trigger == CleanupRun.Trigger.MANUAL
     assert len(tree(cache)) == 4  # a dry run removes nothing
-    assert "would remove 3 of 4 file(s), 3.0 MB" in response.content.decode()
+    assert "would remove 3 of 4 file(s), 3.0\xa0MB" in response.content.decode()
 
     admin_client.post("/cleanup/run/")
     assert tree(cache) == {"kernels/new.so"}
@@ -95,7 +95,8 @@ def test_clean_cache_prints_the_summary(tmp_path):
     cache = tmp_path
     policy(cache, max_size="1.5M", min_age_hours=0)
     dry = manage("clean_cache", "--dry-run", "--policy", "cache")
-    assert "cache (cache, dry run): would remove 3 of 4 file(s), 3.0 MB; 1.0 MB left (limit 1.5 MB)" in dry.stdout
+    assert ("cache (cache, dry run): would remove 3 of 4 file(s), 3.0\xa0MB; 1.0\xa0MB left (limit 1.5\xa0MB)"
+            in dry.stdout)
     assert "kept: 1 not needed" in dry.stdout
     assert "would remove: kernels/k0.so, kernels/k1.so, kernels/k2.so" in dry.stdout
     assert len(tree(cache)) == 4

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from glmadmin.lib import filelock
-from monitoring.cleanup.run import Busy, lock_path, run_policy
+from monitoring.cleanup.run import Busy, lock_for, run_policy
 from monitoring.models import CleanupRun
 from tests.support.cleanup import future_now, make_file, policy, tree
 from tests.support.processes import manage
@@ -24,16 +24,20 @@ def now(time_machine):
 @pytest.mark.django_db
 def test_a_directory_swapped_for_a_symlink_mid_run_leads_nowhere_outside(tmp_path, now):
     root, outside = tmp_path / "root", tmp_path / "outside"
-    for name in ("a/f1", "b/g1", "a/f2", "c/h1"):  # removal order: oldest first
+    files = ("a/f1", "b/g1", "a/f2", "c/h1")
+    for name in files:
         make_file(root, name, age_hours=OLD - len(tree(root)), now=now)
     for name in ("f1", "f2", "g1", "h1"):
         make_file(outside, name, age_hours=OLD, now=now)
     decoy = tmp_path / "decoy"
     make_file(decoy, "h1", age_hours=OLD, now=now)
+    first = []
 
     def swap(relpath):
-        if relpath == "a/f1":
-            # a: open already, swapped under the run; b: not opened yet; c: replaced by another real directory
+        # Right before the first unlink, whichever directory the run is in: a and b become symlinks to
+        # outside, c is replaced by another real directory.
+        if not first:
+            first.append(relpath.split("/")[0])
             os.rename(root / "a", root / "a.moved")
             (root / "a").symlink_to(outside)
             os.rename(root / "b", root / "b.moved")
@@ -43,11 +47,14 @@ def test_a_directory_swapped_for_a_symlink_mid_run_leads_nowhere_outside(tmp_pat
 
     run = run_policy(policy(root), trigger=CleanupRun.Trigger.COMMAND, hook=swap)
     assert tree(outside) == {"f1", "f2", "g1", "h1"}  # nothing outside the root was removed
-    # f1 went from the directory the run had open (now a.moved, still inside); every later
-    # path through a, b or c is refused: a symlink now, or not the directory the scan saw.
-    assert tree(root) == {"a", "a.moved/f2", "b", "b.moved/g1", "c/h1", "c.moved/h1"}
-    assert [name for name, _ in run.removed] == ["a/f1"]
-    assert {path for path, _ in run.errors} == {"b/g1", "a/f2", "c/h1"}
+    assert (root / "c" / "h1").exists()  # nor in the directory put in c's place
+    # Files go directory by directory. The directory the run had open when it was moved (still inside the
+    # root: the same directory, by another name) loses its files; every path through a, b or c opened
+    # afterwards is refused: a symlink now, or not the directory the scan saw.
+    gone = {name for name in files if name.startswith(f"{first[0]}/")}
+    assert {name for name, _ in run.removed} == gone
+    assert {path for path, _ in run.errors} == set(files) - gone
+    assert all((root / f"{name.replace('/', '.moved/')}").exists() for name in set(files) - gone)
 
 
 @pytest.mark.django_db
@@ -88,7 +95,7 @@ def test_a_second_concurrent_run_exits_on_the_lock(tmp_path, now):
 def test_clean_cache_exits_when_another_process_holds_the_lock(tmp_path, now):
     make_file(tmp_path, "a", age_hours=OLD, now=now)
     policy(tmp_path)
-    with filelock.exclusive(lock_path(str(tmp_path))) as acquired:
+    with filelock.exclusive(lock_for(str(tmp_path))) as acquired:
         assert acquired
         result = manage("clean_cache", "--policy", "cache", check=False)
     assert result.returncode == 1
@@ -108,6 +115,7 @@ def test_another_filesystem_mounted_below_the_root_is_not_entered(tmp_path, now)
         make_file(tmp_path, "here.bin", age_hours=OLD, now=now)
         run = run_policy(policy(tmp_path), trigger=CleanupRun.Trigger.COMMAND)
         assert tree(tmp_path) == {"mnt/other-fs.bin"}
-        assert run.skipped == {"other_filesystem": 1}
+        assert run.skipped == {"mount_point": 1}
+        assert ["mnt", "mount (tmpfs on tmpfs): not entered"] in run.notes
     finally:
         subprocess.run(["umount", str(mount)], check=True)

@@ -1,0 +1,72 @@
+"""Mount points from the kernel's mount table, and the mount an open descriptor lies on.
+
+st_dev cannot tell a bind mount of the same filesystem from an ordinary
+directory: both carry the disk's device number. The kernel's table
+(/proc/self/mountinfo) lists every mount point, bind mounts and mounts of
+single files included, with the directory of the source filesystem that each
+one shows. /proc/self/fdinfo/FD gives the mount id of an open descriptor, so a
+walk can also notice a mount made after it read the table. (psutil reads
+/proc/self/mounts, which has neither mount ids nor a bind mount's source.)
+
+Paths are returned as os.fsdecode() gives them (undecodable bytes kept as
+surrogate escapes), the same form os.scandir gives names in.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+
+MOUNTINFO = "/proc/self/mountinfo"
+_ESCAPED = re.compile(rb"\\([0-7]{3})")  # the kernel writes space, tab, newline and backslash as \ooo
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_id: int
+    point: str  # where it is mounted
+    fs_type: str
+    source: str  # the device (or share) mounted
+    subtree: str  # the directory of that filesystem shown here: "/" unless a bind mount of part of it
+
+    def describe(self) -> str:
+        """Words for a run's record: 'bind mount of /srv/models (ext4 on /dev/vda)'."""
+        what = f"bind mount of {self.subtree}" if self.subtree != "/" else "mount"
+        return f"{what} ({self.fs_type} on {self.source})"
+
+
+def _field(raw: bytes) -> str:
+    return os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m.group(1), 8)]), raw))
+
+
+def table(path: str = MOUNTINFO) -> list[Mount]:
+    """Every mount this process sees; raises OSError if the table cannot be read."""
+    with open(path, "rb") as fh:
+        lines = fh.read().splitlines()
+    mounts = []
+    for line in lines:
+        # id parent major:minor subtree point options [optional fields...] - type source super-options
+        head, _, tail = line.partition(b" - ")
+        fields, after = head.split(b" "), tail.split(b" ")
+        mounts.append(Mount(int(fields[0]), _field(fields[4]), _field(after[0]), _field(after[1]),
+                            _field(fields[3])))
+    return mounts
+
+
+def below(root: str) -> dict[str, dict[str, Mount]]:
+    """Mount points strictly below the canonical directory root, as {parent relpath: {name: mount}}."""
+    prefix = root.rstrip("/") + "/"
+    found: dict[str, dict[str, Mount]] = {}
+    for mount in table():
+        if mount.point.startswith(prefix):
+            parent, _, name = mount.point[len(prefix):].rpartition("/")
+            found.setdefault(parent, {})[name] = mount
+    return found
+
+
+def mount_id(fd: int) -> int:
+    """The id of the mount the open descriptor fd lies on (the ids of the table)."""
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/fdinfo/{fd} names no mount id")
