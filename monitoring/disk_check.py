@@ -42,10 +42,7 @@ def check_filesystem(fs: WatchedFilesystem) -> Reading:
     try:
         usage = disk.usage(fs.path)
     except OSError as exc:
-        error = f"cannot read {fs.path}: {exc.strerror or exc}"
-        log.warning(error)
-        WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error, last_checked_at=now)
-        return Reading(fs, None, None, None, error)
+        return _unreadable(fs, f"cannot read {fs.path}: {exc.strerror or exc}", now)
     DiskSample.objects.create(filesystem=fs, at=now, percent=usage.percent, used_bytes=usage.used_bytes,
                               total_bytes=usage.total_bytes)
     WatchedFilesystem.objects.filter(pk=fs.pk).update(last_percent=usage.percent, last_checked_at=now, last_error="")
@@ -56,6 +53,20 @@ def check_filesystem(fs: WatchedFilesystem) -> Reading:
                        value=usage.percent, message=_message(level, usage.percent, fs.path))
     cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
     return Reading(fs, usage.percent, level, transition)
+
+
+def _unreadable(fs: WatchedFilesystem, error: str, now) -> Reading:
+    """A path that cannot be read (unmounted, removed, permissions) is an incident: its disk is unwatched.
+
+    Orange on the filesystem's own incident: it needs someone, but says nothing about the disk being full,
+    so it neither pauses requests (red) nor starts a cleanup. The next good reading carries the incident on
+    from the real usage (resolved, or the level the usage calls for).
+    """
+    log.warning(error)
+    WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error, last_checked_at=now)
+    transition = drive(fs.source, Level.ORANGE, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
+                       value=None, message=f"{error}: its usage is unknown, nothing on it is being watched")
+    return Reading(fs, None, Level.ORANGE, transition, error)
 
 
 def check_all() -> list[Reading]:

@@ -1,5 +1,6 @@
 """Watched filesystems with their thresholds, and their usage history."""
 
+import os
 from itertools import pairwise
 
 from django.core.exceptions import ValidationError
@@ -14,7 +15,8 @@ PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 class WatchedFilesystem(models.Model):
     """A filesystem whose usage is checked, with its alert thresholds."""
 
-    path = models.CharField(max_length=500, unique=True, help_text="Any absolute path on the filesystem to watch.")
+    path = models.CharField(max_length=500, unique=True,
+                            help_text="The filesystem's mount point, or any directory on it (it must exist).")
     label = models.CharField(max_length=100, help_text="Short name shown in alerts, e.g. 'models' or 'root'.")
     enabled = models.BooleanField(default=True)
     yellow_enabled = models.BooleanField("yellow on", default=True)
@@ -59,8 +61,9 @@ class WatchedFilesystem(models.Model):
 
     def clean(self):
         errors = {}
-        if self.path and not self.path.startswith("/"):
-            errors["path"] = "Use an absolute path (starting with /)."
+        path_problem = self.path_problem()
+        if path_problem:
+            errors["path"] = path_problem
         enabled = [(level, pct) for level, pct in self.thresholds().items() if pct is not None]
         for (low, low_pct), (high, high_pct) in pairwise(enabled):
             if low_pct >= high_pct:
@@ -69,6 +72,21 @@ class WatchedFilesystem(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+
+    def path_problem(self) -> str | None:
+        """Why path cannot be watched: not absolute, missing, not a directory or mount point, unreadable."""
+        if not self.path:
+            return None  # the required field says so
+        if not self.path.startswith("/"):
+            return "Use an absolute path (starting with /)."
+        try:
+            os.statvfs(self.path)
+        except OSError as exc:
+            return f"{self.path} cannot be read ({exc.strerror or exc}): give an existing mount point or directory."
+        if not os.path.isdir(self.path):
+            return f"{self.path} is not a directory: give the filesystem's mount point or a directory on it."
+        return None
 
 
 class DiskSample(models.Model):

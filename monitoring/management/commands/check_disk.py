@@ -12,7 +12,8 @@ class Command(BaseCommand):
             raise CommandError("no filesystem is watched: add one in the admin under Watched filesystems")
         for r in readings:
             if r.error:
-                line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} ERROR  {r.error}"
+                change = f"  ({r.level} incident {r.transition.kind})" if r.transition else ""
+                line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} ERROR  {r.error}{change}"
             else:
                 change = f"  ({r.transition.kind})" if r.transition else ""
                 line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} {r.percent:5.1f} %  {r.level or 'ok'}{change}"
