@@ -10,4 +10,4 @@ class AlertsConfig(AppConfig):
 
         from . import live
 
-        hub.add_part(live.part)
+        hub.add_part("incidents", live.part, live.FALLBACK)

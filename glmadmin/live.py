@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 GROUP = "live"
 
-# Each part returns the keys it adds to the state; each fragment draws one element of every page.
-_parts: list[Callable[[], dict]] = []
+# Each part returns the keys it adds to the state, with the keys it stands for when it cannot be read
+# (its fallback); each fragment draws one element of every page.
+_parts: dict[str, tuple[Callable[[], dict], dict]] = {}
 _fragments: dict[str, Callable[[dict], str]] = {
     # The status bar and the banners are the pages' own; the parts fill them in.
     "statusbar": lambda current: render_to_string("partials/statusbar.html", {"live": current}),
@@ -40,9 +41,9 @@ _fragments: dict[str, Callable[[dict], str]] = {
 }
 
 
-def add_part(part: Callable[[], dict]) -> None:
-    if part not in _parts:
-        _parts.append(part)
+def add_part(name: str, part: Callable[[], dict], fallback: dict) -> None:
+    """Add a part of the state; `fallback` stands in for it while it cannot be read (Redis down)."""
+    _parts[name] = (part, fallback)
 
 
 def add_fragment(name: str, render: Callable[[dict], str]) -> None:
@@ -50,9 +51,16 @@ def add_fragment(name: str, render: Callable[[dict], str]) -> None:
 
 
 def state() -> dict:
-    current: dict = {}
-    for part in _parts:
-        current.update(part())
+    """The whole state. A part that fails is replaced by its fallback and named in "unavailable": a page
+    is drawn from what can be read (the database) rather than not at all."""
+    current: dict = {"unavailable": []}
+    for name, (part, fallback) in _parts.items():
+        try:
+            current.update(part())
+        except Exception:  # noqa: BLE001 - any broken source; logged, and the page says which part is missing
+            log.exception("live state: the %s part cannot be read", name)
+            current.update(fallback)
+            current["unavailable"].append(name)
     return current
 
 

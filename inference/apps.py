@@ -26,4 +26,4 @@ class InferenceConfig(AppConfig):
             signal.connect(routing.on_change, sender=Engine, dispatch_uid=f"gateway-routes-{signal is post_save}")
             signal.connect(keys.on_change, sender=ApiKey, dispatch_uid=f"gateway-keys-{signal is post_save}")
         exporter.register(prometheus.GatewayCollector())
-        hub.add_part(live.part)
+        hub.add_part("engines", live.part, live.FALLBACK)

@@ -28,6 +28,9 @@ def engine_rows() -> list[tuple[str, str, bool]]:
     return list(Engine.objects.values_list("name", "state", "enabled"))
 
 
+FALLBACK = {"engine": {"state": "unknown", "label": "unknown"}, "engines": []}
+
+
 def part() -> dict:
     rows = engine_rows()  # one query serves the status bar and the engine cards
     return {"engine": engine_summary(rows), "engines": [{"name": name, "state": state} for name, state, _ in rows]}

@@ -14,7 +14,8 @@ class MonitoringConfig(AppConfig):
         from .models import TelemetrySettings, WatchedFilesystem
         from .telemetry import schedule
 
-        hub.add_part(live.part)
+        hub.add_part("disks", live.disks, live.DISKS_FALLBACK)
+        hub.add_part("telemetry", live.telemetry, live.TELEMETRY_FALLBACK)
         hub.add_fragment("telemetry", live.telemetry_fragment)
         # Beat reads its schedule from the database: a new sampling interval moves every host's schedule.
         post_save.connect(schedule.on_settings_saved, sender=TelemetrySettings, dispatch_uid="telemetry-interval")

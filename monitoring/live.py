@@ -6,8 +6,13 @@ from django.template.loader import render_to_string
 from .models import CleanupPolicy, WatchedFilesystem
 from .telemetry import panel as telemetry_panel
 
+# Read from the database.
+DISKS_FALLBACK = {"disk": None, "cache_bytes": None, "filesystems": []}
+# Read from Redis (what the samplers left): while it is down the page says so and shows the rest.
+TELEMETRY_FALLBACK = {"telemetry": {"sampled": False, "unavailable": True}}
 
-def part() -> dict:
+
+def disks() -> dict:
     filesystems = list(WatchedFilesystem.objects.filter(enabled=True))
     readable = [fs for fs in filesystems if fs.last_percent is not None]
     fullest = max(readable, key=lambda fs: fs.last_percent, default=None)
@@ -20,9 +25,12 @@ def part() -> dict:
         "filesystems": [
             {"id": fs.pk, "percent": None if fs.last_percent is None else round(fs.last_percent)} for fs in filesystems
         ],
-        # GPUs, engine metrics and charts: read from what the sampler left in Redis, never measured here.
-        "telemetry": telemetry_panel.state(),
     }
+
+
+def telemetry() -> dict:
+    # GPUs, engine metrics and charts: read from what the sampler left in Redis, never measured here.
+    return {"telemetry": telemetry_panel.state()}
 
 
 def telemetry_fragment(current: dict) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from glmadmin.lib import redis as rd
 from inference.models import Engine
@@ -158,5 +159,8 @@ def refresh(now=None) -> dict:
 
 
 def cached() -> dict:
-    raw = rd.client().get(rd.key("telemetry", "charts"))
+    try:
+        raw = rd.client().get(rd.key("telemetry", "charts"))
+    except RedisError:  # the charts are drawn from Redis only: without it the page shows none (and says why)
+        return {"hour": [], "day": []}
     return json.loads(raw) if raw else {"hour": [], "day": []}

@@ -7,7 +7,11 @@
   var alerts = document.getElementById("alerts");
   if (!bar || !alerts || !window.WebSocket) return;
   var DISMISSED = "glmadmin.dismissed";
-  var retry = 1000;
+  var lost = document.getElementById("live-lost");
+  // Reconnect fast and keep trying at most a second apart: a page is current again within about a
+  // second of the server coming back (the first message after connecting is the whole state).
+  var FIRST_RETRY = 250, MAX_RETRY = 1000;
+  var retry = FIRST_RETRY;
 
   function dismissed() {
     try { return JSON.parse(sessionStorage.getItem(DISMISSED) || "[]"); } catch (e) { return []; }
@@ -56,10 +60,11 @@
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + bar.dataset.liveSocket);
-    socket.onopen = function () { retry = 1000; document.body.classList.add("live"); };
+    socket.onopen = function () { retry = FIRST_RETRY; document.body.classList.add("live"); };
     socket.onmessage = function (event) {
       var msg = JSON.parse(event.data);
       if (msg.type !== "state") return;
+      if (lost) lost.hidden = true;  // current again: the snapshot replaces whatever was stale
       bar.innerHTML = msg.html.statusbar;
       alerts.innerHTML = msg.html.alerts;
       // GPUs, engine metrics and charts: only the dashboard has the place for them.
@@ -72,8 +77,9 @@
     };
     socket.onclose = function () {
       document.body.classList.remove("live");
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 30000);
+      if (lost) lost.hidden = false;
+      setTimeout(connect, retry * (0.75 + Math.random() / 2));  // jitter: open pages do not reconnect in step
+      retry = Math.min(retry * 2, MAX_RETRY);
     };
   }
 

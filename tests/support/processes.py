@@ -1,11 +1,14 @@
 """Child processes that share the test's database and Redis: manage.py commands, servers."""
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from django.conf import settings
 from django.db import connection
 
@@ -38,3 +41,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def uvicorn(log_path: Path, env: dict | None = None, port: int | None = None):
+    """The real ASGI server in its own process; yields (base URL, process) once it answers."""
+    port = port or free_port()
+    # Its output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a server that
+    # has logged 64 KB into a full pipe blocks in its next log line.
+    with log_path.open("a") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "glmadmin.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"],
+            cwd=ROOT, env=env or subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # poll until the server answers; that is the readiness signal
+        try:
+            httpx.get(f"{base}/login/", timeout=1)
+            break
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"uvicorn did not start:\n{log_path.read_text()}") from None
+            time.sleep(0.1)
+    try:
+        yield base, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,5 +1,5 @@
 """The supervisor's state changes never depend on telling the pages: a failing live publish (the hub
-raising: a broken template, Redis gone) still leaves the engine's state and its incident committed."""
+raising: a broken template, the channel layer gone) still leaves the engine's state and its incident committed."""
 
 import pytest
 from django.utils import timezone
@@ -15,11 +15,11 @@ from inference.models import EngineState as S
 def broken_hub(monkeypatch):
     calls = []
 
-    def broken_part():
+    def broken_fragment(current):
         calls.append(1)
         raise RuntimeError("the live state cannot be drawn")
 
-    monkeypatch.setattr(live, "_parts", [*live._parts, broken_part])
+    monkeypatch.setitem(live._fragments, "broken", broken_fragment)
     return calls
 
 

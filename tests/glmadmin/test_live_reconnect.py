@@ -1,0 +1,39 @@
+"""A page whose connection drops says so at once, and is current again about a second after the server
+is back: in Debian's Chromium, against a real server that is stopped and started again."""
+
+import shutil
+import time
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.processes import free_port, manage, uvicorn
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_lost_connection_is_shown_and_the_page_resyncs_when_the_server_is_back(django_user_model, tmp_path):
+    django_user_model.objects.create_user("ops", password=PASSWORD)
+    port, log = free_port(), tmp_path / "uvicorn.log"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        with uvicorn(log, port=port) as (base, _):
+            page.goto(f"{base}/")
+            page.fill("input[name=username]", "ops")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.locator("body.live")).to_be_attached()
+            expect(page.locator("#live-lost")).to_be_hidden()
+        # The server is gone: the page says its picture may be stale.
+        expect(page.locator("#live-lost")).to_be_visible()
+        manage("test_alert", "--level", "red")  # happens while the page cannot hear about it
+        with uvicorn(log, port=port):
+            back = time.monotonic()
+            expect(page.locator("#live-lost")).to_be_hidden(timeout=10_000)
+            resynced = time.monotonic() - back
+            expect(page.locator("#alerts .banner-red")).to_be_visible()  # the snapshot brought the change
+        browser.close()
+    print(f"current again {resynced:.2f} s after the server answered")
+    assert resynced < 2.0  # the retry is at most a second apart, with jitter; the rest is the snapshot
