@@ -56,9 +56,12 @@ class Engine(models.Model):
     startup_timeout = models.PositiveIntegerField(
         default=600, help_text="Seconds a start may take before it counts as failed (model loading is slow).")
     extra_args = models.JSONField(default=list, blank=True, validators=[validate_extra_args],
-                                  help_text='More vLLM arguments as a JSON list, e.g. ["--seed", "1"].')
+                                  help_text='More vLLM arguments as a JSON list, e.g. ["--seed", "1"]. Tuning flags '
+                                            "are for staff; a flag that can run code, read files or reach the "
+                                            "network needs a superuser.")
     env = models.JSONField("environment", default=dict, blank=True, validators=[validate_env],
-                           help_text='Extra environment variables as a JSON object, e.g. {"VLLM_LOGGING_LEVEL": "1"}.')
+                           help_text='Extra environment variables as a JSON object, e.g. {"VLLM_LOGGING_LEVEL": '
+                                     '"DEBUG"}: VLLM_*, NCCL_*, CUDA_*, OMP_*, TORCH_*, HF_* and the like.')
     enabled = models.BooleanField(default=True, help_text="Disabled engines are stopped and stay stopped.")
     restart_generation = models.PositiveIntegerField(default=0, editable=False)
     daily_restart_at = models.TimeField(null=True, blank=True,

@@ -4,39 +4,154 @@ The command is a list of arguments handed to exec, never a shell string, so
 nothing typed in the admin can become a shell command.
 """
 
+import fnmatch
 import re
 
 from django.core.exceptions import ValidationError
 
+from . import vllm_parser
+
 KV_CACHE_DTYPES = ["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"]
 QUANTIZATIONS = ["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes", "compressed-tensors", "gguf",
                  "experts_int8"]
-# Set from the engine's own fields; giving them again as extra args would contradict those.
-MANAGED_FLAGS = {"--model", "--port", "--host", "--served-model-name", "--tensor-parallel-size", "--max-model-len",
-                 "--block-size", "--max-num-seqs", "--kv-cache-dtype", "--enable-chunked-prefill",
-                 "--gpu-memory-utilization", "--quantization", "--enforce-eager", "--shutdown-timeout"}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Arguments (argparse dests) glmadmin sets from the engine's own fields: never in the extra arguments, whatever the
+# spelling (-tp, --max_model_len, --port=9, an abbreviation, a bare value that vLLM takes as the model).
+MANAGED = {"model_tag": "Model", "model": "Model", "served_model_name": "Served model name",
+           "host": "Listen address", "port": "Port", "device_ids": "GPU ids", "tensor_parallel_size":
+           "Tensor parallel size", "max_model_len": "Max model len", "block_size": "Block size",
+           "max_num_seqs": "Max num seqs", "kv_cache_dtype": "Kv cache dtype",
+           "enable_chunked_prefill": "Enable chunked prefill", "gpu_memory_utilization": "Gpu memory utilization",
+           "quantization": "Quantization", "enforce_eager": "Enforce eager", "shutdown_timeout": "Shutdown timeout"}
+# Arguments no engine of glmadmin's may have: supervision needs an HTTP server on the port, started as asked.
+REFUSED = {"help": "prints the help and exits: the engine would never start",
+           "config": "reads more arguments from a file glmadmin cannot check: give them here",
+           "headless": "runs no API server: glmadmin could not probe or route to the engine",
+           "grpc": "serves gRPC instead of HTTP on the port: glmadmin could not probe or route to the engine",
+           "uds": "listens on a Unix socket instead of the port: glmadmin could not probe or route to the engine"}
+# The vLLM options staff may set (tuning: batching, caching, numerics, logging). Every other argument can run
+# code (plugins, middleware, remote code, worker classes, logging configs), read files or reach the network
+# (paths, hub ids, URLs, endpoints): it needs a superuser. An allowlist, so a new vLLM option is a superuser's
+# until someone looks at it.
+STAFF_ARGUMENTS = {
+    "seed", "dtype", "max_logprobs", "logprobs_mode", "disable_sliding_window", "disable_cascade_attn",
+    "enable_prefix_caching", "prefix_caching_hash_algo", "num_gpu_blocks_override", "kv_cache_memory_bytes",
+    "cpu_offload_gb", "max_num_batched_tokens", "max_num_scheduled_tokens", "max_num_active_seqs",
+    "max_num_queued_reqs", "max_num_queued_tokens", "long_prefill_token_threshold", "scheduling_policy",
+    "async_scheduling", "stream_interval", "watermark", "cudagraph_capture_sizes", "max_cudagraph_capture_size",
+    "optimization_level", "performance_mode", "enable_expert_parallel", "disable_custom_all_reduce",
+    "max_parallel_loading_workers", "disable_log_stats", "log_level", "uvicorn_log_level",
+    "disable_uvicorn_access_log", "max_log_len", "enable_prompt_tokens_details", "enable_server_load_tracking",
+    "enable_force_include_usage", "sse_keep_alive_interval", "enable_auto_tool_choice", "tool_call_parser",
+    "reasoning_parser", "limit_mm_per_prompt", "mm_processor_cache_gb", "language_model_only", "skip_mm_profiling",
+}
 
 
 def validate_extra_args(value):
+    """What every engine's extra arguments must be, whoever sets them (model validation)."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValidationError('Give a JSON list of strings, e.g. ["--seed", "1"].')
     for item in value:
         if "\0" in item or "\n" in item:
             raise ValidationError(f"Argument {item!r} contains a control character.")
-        flag = item.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
-            raise ValidationError(f"{flag} is set by its own field above; remove it from the extra arguments.")
+    try:
+        uses = vllm_parser.parse(value)
+    except vllm_parser.ArgumentsError as exc:
+        raise ValidationError(f"vLLM would refuse these arguments: {exc}") from None
+    problems = [_managed_or_refused(use) for use in uses]
+    if any(problems):
+        raise ValidationError([p for p in problems if p])
+
+
+def _managed_or_refused(use) -> str | None:
+    if use.dest == "model_tag":
+        return f"{use.values[0]!r} is not a flag: vLLM would take it as the model, which is set by its own field."
+    if use.dest in MANAGED:
+        return f"{_shown(use)} is set by its own field ({MANAGED[use.dest]}); remove it from the extra arguments."
+    if use.dest in REFUSED:
+        return f"{_shown(use)} {REFUSED[use.dest]}."
+    return None
+
+
+def _shown(use) -> str:
+    canonical = vllm_parser.canonical_flag(use.dest)
+    return use.flag if use.flag == canonical else f"{use.flag} (that is {canonical})"
+
+
+def superuser_arguments_added(old: list, new: list) -> list[str]:
+    """The flags in `new` that need a superuser and were not in `old` just so (same flag, same values).
+
+    Staff may keep what a superuser set, remove it, and add tuning flags; anything else is named here.
+    Arguments vLLM would refuse are left to validate_extra_args.
+    """
+    try:
+        wanted = [use for use in vllm_parser.parse(new) if use.dest not in STAFF_ARGUMENTS]
+    except (vllm_parser.ArgumentsError, TypeError, AttributeError):
+        return []
+    try:
+        had = [use for use in vllm_parser.parse(old) if use.dest not in STAFF_ARGUMENTS]
+    except (vllm_parser.ArgumentsError, TypeError, AttributeError):
+        had = []
+    added = []
+    for use in wanted:
+        if use in had:
+            had.remove(use)
+        elif use.dest not in MANAGED and use.dest not in REFUSED:
+            added.append(_shown(use))
+    return added
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The variables an engine may be given: vLLM's own and those of the libraries it runs on.
+ENV_ALLOWED = ("VLLM_*", "NCCL_*", "CUDA_*", "OMP_*", "KMP_*", "MKL_*", "TORCH_*", "TORCHINDUCTOR_*", "PYTORCH_*",
+               "TRITON_*", "HF_*", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
+# Refused, and named with why, although some match the patterns above: they load code, point the engine at
+# files or other hosts, or override what glmadmin sets.
+ENV_REFUSED = [
+    ("LD_*", "loads libraries into every process of the engine"),
+    ("PYTHON*", "changes what Python imports and runs"),
+    ("PATH", "chooses the programs the engine runs"),
+    ("BROWSER", "names a program that Python runs to open a URL"),
+    ("PERL*", "runs code in any Perl the engine starts"),
+    ("*_PROXY", "sends the engine's connections through another host"),
+    ("VLLM_PLUGINS", "loads vLLM plugins, which are code"),
+    ("*_PLUGIN*", "loads a plugin, which is code"),
+    ("*_PATH", "points the engine at a file or library to load"),
+    ("VLLM_ALLOW_INSECURE_SERIALIZATION", "lets the engine unpickle data, which can run code"),
+    ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "lets API callers load adapters from any path"),
+    ("VLLM_LORA_RESOLVER_*", "loads adapters from other places"),
+    ("VLLM_RAY_EXTRA_ENV_*", "copies more of the environment to the workers"),
+    ("VLLM_USE_MODELSCOPE", "downloads models from ModelScope"),
+    ("VLLM_USAGE_STATS_SERVER", "sends usage reports to another server"),
+    ("HF_ENDPOINT", "points the engine at another model hub"),
+    ("CUDA_VISIBLE_DEVICES", "is set from the GPU ids field"),
+]
+# Engines never download: a model is what an operator put on the disk.
+OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def validate_env(value):
     if not isinstance(value, dict):
         raise ValidationError('Give a JSON object of names to values, e.g. {"VLLM_LOGGING_LEVEL": "INFO"}.')
-    for name, item in value.items():
-        if not _ENV_NAME.match(name):
-            raise ValidationError(f"{name!r} is not a valid environment variable name.")
-        if not isinstance(item, str):
-            raise ValidationError(f"The value of {name} must be a string.")
+    problems = [env_problem(name, item) for name, item in value.items()]
+    if any(problems):
+        raise ValidationError([p for p in problems if p])
+
+
+def env_problem(name: str, value) -> str | None:
+    """Why an engine may not have this variable, or None."""
+    if not _ENV_NAME.match(name):
+        return f"{name!r} is not a valid environment variable name."
+    if not isinstance(value, str):
+        return f"The value of {name} must be a string."
+    # Upper-cased: many programs read https_proxy as well as HTTPS_PROXY.
+    refused = next((why for pattern, why in ENV_REFUSED if fnmatch.fnmatchcase(name.upper(), pattern)), None)
+    if refused:
+        return f"{name} is refused: it {refused}."
+    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in ENV_ALLOWED):
+        return f"{name} is not an engine setting glmadmin passes on (allowed: {', '.join(ENV_ALLOWED)})."
+    if name in OFFLINE and value != "1":
+        return f"{name} must be 1: engines stay offline and load only models already on the disk."
+    return None
 
 
 def command(engine, python: str) -> list[str]:
@@ -66,9 +181,11 @@ def command(engine, python: str) -> list[str]:
 
 
 def environment(engine, base: dict) -> dict:
+    """The engine's environment: `base`, its GPUs, its own variables, and offline whatever they say."""
     env = dict(base)
+    # Checked again here: a row saved before a variable was refused must not pass it on.
+    env.update({name: value for name, value in engine.env.items() if env_problem(name, value) is None})
     if engine.gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in engine.gpus)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.update(engine.env)
+    env["HF_HUB_OFFLINE"] = "1"
     return env

@@ -39,8 +39,16 @@ def test_defaults_leave_vllm_defaults_alone():
 
 def test_environment_pins_gpus_and_stays_offline():
     env = options.environment(make(gpu_ids="2,3", tensor_parallel_size=2, env={"HF_HUB_OFFLINE": "0"}), {"A": "1"})
-    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["A"] == "1" and env["HF_HUB_OFFLINE"] == "0"
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["A"] == "1" and env["HF_HUB_OFFLINE"] == "1"
     assert options.environment(make(), {})["HF_HUB_OFFLINE"] == "1"
+
+
+def test_environment_drops_what_a_row_saved_before_the_checks_holds():
+    engine = make(env={"LD_PRELOAD": "/tmp/evil.so", "PYTHONPATH": "/tmp", "CUDA_VISIBLE_DEVICES": "7",
+                       "VLLM_LOGGING_LEVEL": "DEBUG"})
+    env = options.environment(engine, {})
+    assert "LD_PRELOAD" not in env and "PYTHONPATH" not in env and "CUDA_VISIBLE_DEVICES" not in env
+    assert env["VLLM_LOGGING_LEVEL"] == "DEBUG"
 
 
 @pytest.mark.django_db
