@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from . import control
+from . import control, options
 from .gateway import keys
 from .models import ApiKey, Engine, EngineEvent
 from .models import EngineState as S
@@ -17,8 +19,51 @@ class EngineEventInline(admin.TabularInline):
 
 
 
+# What only a superuser may change: these decide what code an engine runs and what it can reach (the model
+# directory or hub id, its environment, where it listens, which host runs it). Staff tune the rest, and start,
+# stop and restart engines.
+SUPERUSER_FIELDS = ("model", "env", "listen_address", "host")
+SUPERUSER_NOTE = ("Only a superuser can change these: they decide what code the engine runs and what it can "
+                  "reach. Extra arguments that can do either need a superuser too.")
+
+
+class EngineForm(forms.ModelForm):
+    superuser = False  # set per request by EngineAdmin.get_form
+
+    def clean_extra_args(self):
+        value = self.cleaned_data["extra_args"]
+        if not self.superuser:
+            had = self.instance.extra_args if self.instance.pk else []
+            added = options.superuser_arguments_added(had, value)
+            if added:
+                raise ValidationError([f"{flag} needs a superuser: it can run code, read files or reach the network."
+                                       for flag in added])
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.superuser:
+            for name in SUPERUSER_FIELDS:
+                self._refuse_change(name)
+        return cleaned
+
+    def _refuse_change(self, name: str) -> None:
+        # These fields are read-only for staff, so the admin ignores them in a POST; one that was sent changed
+        # anyway (a stale page, a script) gets a clear refusal rather than a silent no-op.
+        if name not in self.data:
+            return
+        field = Engine._meta.get_field(name)
+        try:
+            changed = field.formfield().clean(self.data[name]) != field.value_from_object(self.instance)
+        except ValidationError:
+            changed = True
+        if changed:
+            self.add_error(None, f"{field.verbose_name.capitalize()}: only a superuser can change this.")
+
+
 @admin.register(Engine)
 class EngineAdmin(admin.ModelAdmin):
+    form = EngineForm
     list_display = ("name", "host", "served_model_name", "port", "gpu_ids", "state", "enabled", "restarts",
                     "last_probe_ms")
     list_filter = ("host", "state", "enabled")
@@ -26,16 +71,28 @@ class EngineAdmin(admin.ModelAdmin):
     readonly_fields = ("state", "state_reason", "state_changed_at", "pid", "ready_at", "restarts",
                        "last_probe_at", "last_probe_ms", "restart_generation", "running_generation")
     fieldsets = (
-        (None, {"fields": ("name", "enabled", "host", "listen_address", "port")}),
-        ("Model", {"fields": ("model", "served_model_name", "gpu_ids", "tensor_parallel_size")}),
+        (None, {"fields": ("name", "enabled", "port", "served_model_name", "gpu_ids", "tensor_parallel_size")}),
+        ("What runs, and what it can reach", {"fields": SUPERUSER_FIELDS, "description": SUPERUSER_NOTE}),
         ("vLLM options", {"fields": ("max_model_len", "block_size", "max_num_seqs", "kv_cache_dtype",
                                      "enable_chunked_prefill", "gpu_memory_utilization", "quantization",
-                                     "enforce_eager", "extra_args", "env")}),
+                                     "enforce_eager", "extra_args")}),
         ("Supervision", {"fields": ("shutdown_timeout", "startup_timeout", "daily_restart_at")}),
         ("Now", {"fields": readonly_fields}),
     )
     inlines = [EngineEventInline]
     actions = ["restart_selected", "stop_selected", "start_selected"]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser and super().has_add_permission(request)  # a new engine names a model
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return fields if request.user.is_superuser else (*fields, *SUPERUSER_FIELDS)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)  # a new class per call: the attribute is this request's
+        form.superuser = request.user.is_superuser
+        return form
 
     def get_actions(self, request):
         actions = super().get_actions(request)
