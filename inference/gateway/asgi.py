@@ -14,7 +14,7 @@ from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import keys, relay, routing, stats
+from . import guards, keys, relay, routing, stats
 from .errors import GatewayError, bad_request
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ async def _serve(scope, receive, send):
             return await _models(send)
         presented = _presented(scope)  # checked by the admit-and-route script, with the body's model
         raw = await _read(scope, receive)
-        body = _parsed(raw)
+        body = guards.parsed(raw)
     except GatewayError as exc:
         if presented is not None:  # a body refused: an unknown key hears only that it is unknown
             caller = await keys.caller_for(presented.plain)
@@ -158,15 +158,6 @@ async def _read(scope, receive) -> bytes:
         if size > limit:
             raise too_large
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _parsed(raw: bytes):
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise bad_request("invalid_json", f"The request body is not valid JSON: {exc}.") from None
-    except RecursionError:
-        raise bad_request("invalid_json", "The request body is nested too deeply to be read.") from None
 
 
 async def _models(send):

@@ -1,46 +1,29 @@
 """The OpenAPI 3 description of the gateway, written by hand: it is small and says what this gateway
 checks (its caps and error codes), which no generator would know."""
 
-from django.conf import settings
+import copy
+
+from . import api
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _errors(*statuses: int) -> dict:
-    meaning = {400: "Malformed or over a cap; `param` names the field.", 401: "Missing, unknown or revoked key.",
+    meaning = {400: "Malformed, a field not listed here, or over a cap; `param` names the field.",
+               401: "Missing, unknown or revoked key.",
                404: "Unknown model.", 429: "Over the key's requests per minute or concurrent requests "
                "(see Retry-After).", 502: "The engines could not be reached.",
                503: "New requests are paused (red disk alert) or the model is loading (see Retry-After)."}
     return {str(s): {"description": meaning[s], "content": {"application/json": {"schema": ERROR}}} for s in statuses}
 
 
-def _completion_body(kind: str) -> dict:
-    common = {
-        "model": {"type": "string", "description": "A served model name (GET /v1/models)."},
-        "stream": {"type": "boolean", "default": False,
-                   "description": "Server-sent events, one chunk per token as the engine makes it."},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": settings.GATEWAY_MAX_TOKENS,
-                       "description": f"At most {settings.GATEWAY_MAX_TOKENS}; that is also the default."},
-        "temperature": {"type": "number"}, "top_p": {"type": "number"},
-        "n": {"type": "integer", "minimum": 1, "maximum": settings.GATEWAY_MAX_N,
-              "description": f"Answers to generate, at most {settings.GATEWAY_MAX_N} (best_of likewise)."},
-        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-    }
-    if kind == "chat":
-        properties = {"messages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role", "content"],
-            "properties": {"role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]},
-                           "content": {"type": "string"}}},
-            "description": f"At most {settings.GATEWAY_MAX_PROMPT_CHARS} characters of content in all."}, **common}
-        required = ["model", "messages"]
-    else:
-        properties = {"prompt": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-                                 "description": f"At most {settings.GATEWAY_MAX_PROMPT_CHARS} characters."},
-                      **common}
-        required = ["model", "prompt"]
+def _completion_body(endpoint: str) -> dict:
+    """The request body, from the description guards.py checks against (api.py): no field documented but
+    refused, none accepted but undocumented."""
+    properties = copy.deepcopy(api.fields(endpoint))  # the description is shared: the page must not change it
     return {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": required, "properties": properties, "additionalProperties": True}}}}
+        "type": "object", "required": list(api.REQUIRED[endpoint]), "properties": properties,
+        "additionalProperties": False}}}}
 
 
 EXAMPLES = {
@@ -67,11 +50,11 @@ def schema() -> dict:
         "paths": {
             "/v1/chat/completions": {"post": {
                 "summary": "Chat completion", "operationId": "createChatCompletion",
-                "requestBody": _completion_body("chat"),
+                "requestBody": _completion_body("chat/completions"),
                 "responses": {"200": answer, **_errors(400, 401, 404, 429, 502, 503)}}},
             "/v1/completions": {"post": {
                 "summary": "Text completion", "operationId": "createCompletion",
-                "requestBody": _completion_body("text"),
+                "requestBody": _completion_body("completions"),
                 "responses": {"200": answer, **_errors(400, 401, 404, 429, 502, 503)}}},
             "/v1/models": {"get": {
                 "summary": "Models of ready engines", "operationId": "listModels",
@@ -91,7 +74,9 @@ def schema() -> dict:
                             "rate_limit_exceeded", "concurrency_limit_exceeded", "request_too_large",
                             "max_tokens_too_large", "prompt_too_long", "invalid_json", "invalid_type",
                             "missing_field", "upstream_unavailable", "n_too_large", "best_of_too_large",
-                            "service_unavailable", "internal_error"]}}}}},
+                            "service_unavailable", "internal_error", "unknown_field", "invalid_value",
+                            "value_too_large", "too_many_items", "field_too_large", "non_finite_number",
+                            "too_many_generations", "media_not_supported"]}}}}},
                 "ModelList": {"type": "object", "properties": {
                     "object": {"type": "string", "enum": ["list"]},
                     "data": {"type": "array", "items": {"type": "object", "properties": {

@@ -141,7 +141,7 @@ def test_admin_revoke_action_stops_the_key(admin_client, server):
     ({**CHAT, "messages": [{"role": "user", "content": "x" * 200_001}]}, "prompt_too_long", "messages"),
     # n answers are n generations in one concurrency slot: capped (GATEWAY_MAX_N, 4 by default).
     ({**CHAT, "n": 64}, "n_too_large", "n"),
-    ({**CHAT, "n": 0}, "invalid_type", "n"),
+    ({**CHAT, "n": 0}, "invalid_value", "n"),
     ([1, 2], "invalid_type", None),
 ])
 def test_bad_chat_bodies_get_400_naming_the_field(server, body, code, param, settings):
