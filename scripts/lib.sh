@@ -52,3 +52,52 @@ ensure_engine_runtime() {
   fi
   echo "$digest" > "$stamp"
 }
+
+# Write a supervisord config that runs the named Procfile entries in the foreground, each restarted
+# when it dies (with supervisord's growing delay between failed starts) instead of stopping the others.
+# Usage: supervisor_conf FILE NAME...; runtime files go to $GLMADMIN_DATA_DIR/run.
+supervisor_conf() {
+  local conf=$1 name command priority
+  shift
+  local rundir=$GLMADMIN_DATA_DIR/run
+  mkdir -p "$rundir"
+  cat > "$conf" <<EOF_CONF
+[supervisord]
+nodaemon=true
+logfile=$rundir/supervisord.log
+pidfile=$rundir/supervisord.pid
+childlogdir=$rundir
+
+[unix_http_server]
+file=$rundir/supervisor.sock
+chmod=0700
+
+[supervisorctl]
+serverurl=unix://$rundir/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+EOF_CONF
+  for name in "$@"; do
+    command=$(sed -n "s/^$name: //p" Procfile)
+    [ -n "$command" ] || { echo "error: no process $name in the Procfile" >&2; return 1; }
+    priority=20
+    [ "$name" = redis ] && priority=10  # first up, last down
+    # supervisord expands %(...)s in commands: a literal % (celery's -n worker@%h) is written %%.
+    cat >> "$conf" <<EOF_CONF
+
+[program:$name]
+command=bash -c 'exec ${command//%/%%}'
+priority=$priority
+autorestart=true
+startsecs=2
+startretries=100
+stopasgroup=true
+killasgroup=true
+stopwaitsecs=20
+stdout_logfile=/dev/stdout
+stdout_logfile_maxbytes=0
+redirect_stderr=true
+EOF_CONF
+  done
+}

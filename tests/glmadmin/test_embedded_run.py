@@ -1,0 +1,116 @@
+"""`scripts/run` as an operator starts it: a process that dies is restarted, the others stay up.
+
+The whole embedded stack (private Redis, web, three workers, beat under supervisord) on a scratch
+SQLite database; the test kills Redis with SIGKILL, as a crash or the OOM killer would.
+"""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.processes import ROOT, free_port
+
+SUPERVISED = {"web", "worker", "alerts", "notify", "beat"}
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)  # polling real processes and files: the condition is checked, not assumed
+    return found
+
+
+def processes_under(data_dir) -> dict[str, psutil.Process]:
+    """The stack's processes, by role, found by the data directory on their command lines or environment."""
+    found = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "redis-server" in cmdline and str(data_dir) in cmdline:  # it shows "unixsocket:<path>" once up
+            found["redis"] = proc
+            continue
+        try:
+            if proc.environ().get("GLMADMIN_DATA_DIR") != str(data_dir):
+                continue
+        except psutil.Error:
+            continue
+        for role in SUPERVISED:
+            if (role == "web" and "uvicorn" in cmdline) or f"-n {role}@" in cmdline or (
+                    role == "beat" and " beat " in f"{cmdline} "):
+                if role not in found or proc.pid < found[role].pid:  # the main process, not pool children
+                    found[role] = proc
+    return found
+
+
+def last_disk_check(database) -> datetime | None:
+    with sqlite3.connect(database) as db:
+        row = db.execute("select max(last_checked_at) from monitoring_watchedfilesystem").fetchone()
+    return datetime.fromisoformat(row[0]).replace(tzinfo=UTC) if row and row[0] else None
+
+
+@pytest.fixture
+def stack(tmp_path):
+    data_dir, port = tmp_path / "data", free_port()
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(GLMADMIN_DATA_DIR=str(data_dir), GLMADMIN_PORT=str(port), GLMADMIN_DEMO_ENGINE="off",
+               GLMADMIN_ADMIN_PASSWORD="pw-embedded-run-1", GLMADMIN_REDIS_PREFIX="embedded")
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen(["scripts/run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/login/"), 300, f"the web server:\n{log.read_text()}")
+        yield data_dir, f"http://127.0.0.1:{port}", run
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
+            try:
+                run.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+        print(f"scripts/run's output:\n{log.read_text()[-6000:]}")  # shown by pytest for a failed test
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_a_killed_redis_is_restarted_and_the_rest_keeps_running(stack):
+    data_dir, base, run = stack
+
+    def all_running():
+        found = processes_under(data_dir)
+        return found if set(found) >= SUPERVISED | {"redis"} else None
+
+    before = wait_for(all_running, 60, "every process of the stack")
+    database = data_dir / "glmadmin.sqlite3"
+    wait_for(lambda: last_disk_check(database), 60, "a first disk check")
+
+    os.kill(before["redis"].pid, signal.SIGKILL)
+    killed_at = datetime.now(UTC)
+
+    def new_redis():
+        found = all_running()
+        return found if found and found["redis"].pid != before["redis"].pid else None
+
+    after = wait_for(new_redis, 60, "a new Redis")
+
+    for role in SUPERVISED:  # nobody else was restarted, nobody stopped
+        assert after[role].pid == before[role].pid and after[role].is_running(), role
+    # The workers and beat found the new Redis: disk checks (beat -> alerts lane -> database) go on.
+    wait_for(lambda: (last_disk_check(database) or killed_at) > killed_at, 90, "a disk check after the restart")
+    assert _answers(f"{base}/login/")
+
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C stops everything, engines aside
+    assert run.wait(timeout=60) == 0
+    assert processes_under(data_dir) == {}
