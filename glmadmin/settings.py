@@ -206,6 +206,15 @@ ENGINE_LIVENESS_THRESHOLD = env_int("GLMADMIN_ENGINE_LIVENESS_THRESHOLD", 3, min
 ENGINE_BACKOFF_SECONDS = env_int("GLMADMIN_ENGINE_BACKOFF_SECONDS", 5, minimum=0)
 ENGINE_MAX_QUICK_FAILURES = env_int("GLMADMIN_ENGINE_MAX_QUICK_FAILURES", 3, minimum=1)
 ENGINE_FAILURE_WINDOW_SECONDS = env_int("GLMADMIN_ENGINE_FAILURE_WINDOW_SECONDS", 600, minimum=1)
+# Engines start from a scrubbed environment (HOME, LANG, vLLM's, CUDA's, NCCL's, Hugging Face's variables): any
+# code a model brings runs in them. More of the worker's variables an engine needs, by name: e.g. PYTHONPATH
+# for an engine runtime installed with pip --target. Never glmadmin's secrets.
+ENGINE_ENV_PASSTHROUGH = env_list("GLMADMIN_ENGINE_ENV_PASSTHROUGH", [])
+_secret_like = [name for name in ENGINE_ENV_PASSTHROUGH if name.startswith("GLMADMIN_") or name in (
+    "DATABASE_URL", "REDIS_URL") or any(word in name.upper() for word in ("SECRET", "PASSW", "TOKEN"))]
+if _secret_like:
+    raise ImproperlyConfigured(f"GLMADMIN_ENGINE_ENV_PASSTHROUGH must not pass glmadmin's secrets to engines: "
+                               f"{', '.join(_secret_like)}")
 
 # --- notifications ------------------------------------------------------------
 # The address people reach the dashboard at, for links in messages (e.g. https://ops.example.com).
@@ -258,6 +267,9 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # --- chat (inference/chat) -------------------------------------------------------
 # Uploads (.txt/.pdf) put into a conversation: larger files are refused with a clear message.
 CHAT_UPLOAD_MAX_BYTES = env_int("GLMADMIN_CHAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, minimum=1)
+# Every other Django path's request body. The ASGI edge (glmadmin/asgi.py) answers 413 past these caps
+# before Django reads (and spools to disk) a byte of it, whoever sends it, signed in or not.
+WEB_MAX_BODY_BYTES = env_int("GLMADMIN_WEB_MAX_BODY_BYTES", 1024 * 1024, minimum=64 * 1024)
 # The conversation sent with each turn is cut, oldest turns first, to this many characters so that
 # it fits the engine's context (--max-model-len 4096 tokens by default, a few characters a token);
 # an upload whose text alone is longer is refused.

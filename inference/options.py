@@ -5,8 +5,12 @@ nothing typed in the admin can become a shell command.
 """
 
 import fnmatch
+import os
 import re
+from collections.abc import Mapping
+from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from . import vllm_parser
@@ -102,8 +106,8 @@ def superuser_arguments_added(old: list, new: list) -> list[str]:
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The variables an engine may be given: vLLM's own and those of the libraries it runs on.
-ENV_ALLOWED = ("VLLM_*", "NCCL_*", "CUDA_*", "OMP_*", "KMP_*", "MKL_*", "TORCH_*", "TORCHINDUCTOR_*", "PYTORCH_*",
-               "TRITON_*", "HF_*", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
+ENV_ALLOWED = ("VLLM_*", "NCCL_*", "CUDA_*", "OMP_*", "KMP_*", "MKL_*", "OPENBLAS_*", "TORCH_*", "TORCHINDUCTOR_*",
+               "PYTORCH_*", "TRITON_*", "HF_*", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
 # Refused, and named with why, although some match the patterns above: they load code, point the engine at
 # files or other hosts, or override what glmadmin sets.
 ENV_REFUSED = [
@@ -178,6 +182,25 @@ def command(engine, python: str) -> list[str]:
     if engine.enforce_eager:
         argv.append("--enforce-eager")
     return argv + list(engine.extra_args)
+
+
+# What any process needs of the worker's environment (a home for caches, a locale, a time zone, a temp dir).
+BASIC_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "XDG_CACHE_HOME",
+             "DO_NOT_TRACK")
+_CREDENTIAL = re.compile(r"SECRET|PASSW|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def base_environment(worker: Mapping[str, str]) -> dict:
+    """What an engine gets of the worker's environment: the basics, the worker's settings for vLLM and the
+    libraries under it (VLLM_*, CUDA_*, HF_*... as an engine's own may be, no credentials), the names
+    GLMADMIN_ENGINE_ENV_PASSTHROUGH adds, and a PATH to the engine runtime. Never the rest: the database and
+    Redis URLs, the mail password, the secret key stay with glmadmin, whatever code a model brings."""
+    env = {name: worker[name] for name in (*BASIC_ENV, *settings.ENGINE_ENV_PASSTHROUGH) if name in worker}
+    env.update({name: value for name, value in worker.items()
+                if env_problem(name, value) is None and not _CREDENTIAL.search(name)})
+    env["PATH"] = os.pathsep.join([str(Path(settings.ENGINE_PYTHON).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache for the CPU build; without it vLLM takes 4
+    return env
 
 
 def environment(engine, base: dict) -> dict:

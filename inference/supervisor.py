@@ -120,8 +120,7 @@ def _start(engine: Engine) -> None:
         _crashed(engine, f"port {engine.port} is in use by pid {holder.pid} ({holder.name()})")
         return
     argv = options.command(engine, settings.ENGINE_PYTHON)
-    env = options.environment(engine, {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get(
-        "VLLM_CPU_KVCACHE_SPACE", "1")})
+    env = options.environment(engine, options.base_environment(os.environ))
     log_path = log_file(engine)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as fh:

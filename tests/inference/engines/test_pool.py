@@ -19,6 +19,7 @@ from glmadmin.lib import processes
 from inference import demo, supervisor
 from inference.models import Engine
 from inference.models import EngineState as S
+from tests.inference.engines.test_engine_environment import SECRETS, assert_no_secrets, environ
 from tests.support.engines import engine_processes, events, require_runtime, step_until
 from tests.support.processes import manage
 
@@ -54,7 +55,9 @@ def ready(engine):
     return step_until(engine, lambda e: e.state == S.READY, STARTUP, "ready")
 
 
-def test_start_then_ready_then_a_real_completion(engine, capsys):
+def test_start_then_ready_then_a_real_completion(engine, capsys, monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)  # the worker's secrets: no engine gets them
     call_command("start_engine", "pool-a", "--timeout", str(STARTUP))
     assert "pool-a: ready" in capsys.readouterr().out
     engine.refresh_from_db()
@@ -66,6 +69,9 @@ def test_start_then_ready_then_a_real_completion(engine, capsys):
     listening = {c.laddr.ip for c in psutil.Process(engine.pid).net_connections() if c.status == "LISTEN"}
     assert listening == {"127.0.0.1"}
     assert events(engine)[-2:] == ["starting", "ready"]
+    # The engine and its workers (EngineCore...) started from a scrubbed environment.
+    for proc in processes.group_members(engine.pid):
+        assert_no_secrets(environ(proc.pid))
 
 
 def test_engine_status_table(ready):
