@@ -7,7 +7,9 @@ class AlertsConfig(AppConfig):
 
     def ready(self):
         from glmadmin import live as hub
+        from glmadmin import poison
 
-        from . import live
+        from . import dropped_tasks, live
 
         hub.add_part("incidents", live.part, live.FALLBACK)
+        poison.on_dropped(dropped_tasks.open_incident)

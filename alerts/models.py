@@ -29,6 +29,7 @@ class Incident(models.Model):
         CLEANUP = "cleanup", "Cleanup"
         GPU = "gpu", "GPU"
         TELEMETRY = "telemetry", "Telemetry"
+        WORKER = "worker", "Background worker"
 
     source = models.CharField(max_length=200, help_text="What the incident is about, e.g. disk:/data.")
     kind = models.CharField(max_length=20, choices=Kind.choices)

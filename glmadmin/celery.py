@@ -9,7 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glmadmin.settings")
 # beat; `manage.py migrate` has run them before the stack starts. Skipping them saves ~35 MB.
 os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
-app = Celery("glmadmin")
+# Every task counts its starts, so one that kills its worker is dropped, not re-queued for ever.
+app = Celery("glmadmin", task_cls="glmadmin.poison:CountedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
