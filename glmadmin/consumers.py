@@ -2,26 +2,30 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import live
+from .lib.websession import SIGNED_OUT, SessionBound
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class LiveConsumer(SessionBound, AsyncJsonWebsocketConsumer):
     """Pushes the live state (status bar, alert banners) to every open page.
 
     Origin is checked by the ASGI stack before this runs; here only signed-in
-    users are let in. The group is joined before the snapshot is read, so a
-    change made in between still arrives afterwards.
+    users are let in, and only for as long as their session lasts (SessionBound:
+    closed on logout, expiry and deactivation). The group is joined before the
+    snapshot is read, so a change made in between still arrives afterwards.
     """
 
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close()
+            await self.close(code=SIGNED_OUT)
             return
+        await self.bind_session()
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
         await self.accept()
         await self.send_json(await database_sync_to_async(live.message)())
 
     async def disconnect(self, code):
+        await self.unbind_session()
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
 
     async def receive_json(self, content, **kwargs):

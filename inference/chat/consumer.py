@@ -7,6 +7,7 @@ A token message carries every delta that arrived since the last one (at most 40 
 
 Each answer runs in its own task so that "stop" (and engine state changes) are handled while tokens
 stream; stop and disconnect abort the upstream request, which frees the engine's slot at once.
+The socket closes with 4401 when its session ends (logout, expiry, deactivation, a new password).
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from glmadmin.lib.websession import SIGNED_OUT, SessionBound
 from inference.gateway import routing
 from inference.gateway.errors import GatewayError
 from inference.gateway.keys import Caller
@@ -25,20 +27,23 @@ from inference.gateway.relay import open_stream
 from . import conversation, stream
 from .stream import AnswerError
 
-NOT_SIGNED_IN = 4401  # the websocket spelling of HTTP 401
 log = logging.getLogger(__name__)
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(SessionBound, AsyncJsonWebsocketConsumer):
+    """Open for as long as the session it was opened in (SessionBound: closed on logout, expiry and
+    deactivation), and the session is checked again before each message is acted on."""
+
     async def connect(self):
         # The origin was checked by the ASGI stack (AllowedHostsOriginValidator) before this runs.
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:
-            await self.close(code=NOT_SIGNED_IN)
+            await self.close(code=SIGNED_OUT)
             return
         self.answer: asyncio.Task | None = None
         self.closed = False
         self.states = None
+        await self.bind_session()
         # Told (with the new states) when a model's state changes: the model indicator follows it.
         await self.channel_layer.group_add(routing.GROUP, self.channel_name)
         await self.accept()
@@ -49,9 +54,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return  # refused in connect
         self.closed = True
         await self.stop_answer()  # aborts the upstream request: the engine stops generating for nobody
+        await self.unbind_session()
         await self.channel_layer.group_discard(routing.GROUP, self.channel_name)
 
+    async def end_session(self):
+        self.closed = True  # nothing more goes to the page
+        await self.stop_answer()  # the engine stops generating for someone signed out
+        await super().end_session()
+
     async def receive_json(self, content, **kwargs):
+        if not await self.session_valid():  # signed out, expired or deactivated since the last message
+            await self.end_session()
+            return
         kind = content.get("type") if isinstance(content, dict) else None
         handler = {"send": self.on_send, "stop": self.on_stop}.get(kind)
         if handler is None:
