@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from .incidents import acknowledge
-from .models import DeliveryAttempt, Incident, IncidentEvent, Notification, NotificationChannel
+from .models import DeliveryAttempt, Incident, IncidentEvent, Notification, NotificationChannel, Silence
 from .notifications import delivery, planner
 from .notifications.forms import ChannelForm
 
@@ -10,7 +11,7 @@ class IncidentEventInline(admin.TabularInline):
     model = IncidentEvent
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("at", "kind", "level", "value", "user", "note")
+    fields = readonly_fields = ("at", "kind", "level", "value", "user", "note", "silenced_by")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -126,3 +127,48 @@ class NotificationInline(admin.TabularInline):
 
 
 IncidentAdmin.inlines = [*IncidentAdmin.inlines, NotificationInline]
+
+
+# --- silences -------------------------------------------------------------------
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active now"), ("later", "Not started"), ("ended", "Ended")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        return {"active": queryset.active(now), "later": queryset.filter(starts_at__gt=now),
+                "ended": queryset.filter(ends_at__lte=now)}.get(self.value(), queryset)
+
+
+@admin.register(Silence)
+class SilenceAdmin(admin.ModelAdmin):
+    list_display = ("source", "kind", "level", "starts_at", "ends_at", "active", "reason", "created_by")
+    list_filter = (ActiveFilter, "kind", "level")
+    search_fields = ("source", "reason")
+    readonly_fields = ("created_by", "created_at")
+    actions = ["end_now"]
+    fieldsets = (
+        ("What", {"description": "Incidents matching every field set here notify nobody while the silence is "
+                                 "active; they are still recorded and shown (marked silenced). Once it ends, an "
+                                 "incident still open is sent once.",
+                  "fields": ("source", "kind", "level")}),
+        ("When and why", {"fields": ("starts_at", "ends_at", "reason", "created_by", "created_at")}),
+    )
+
+    @admin.display(boolean=True, description="active")
+    def active(self, silence):
+        return silence.is_active()
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="End the selected silences now", permissions=["change"])
+    def end_now(self, request, queryset):
+        ended = queryset.active().update(ends_at=timezone.now())
+        self.message_user(request, f"Ended {ended} silence(s); what they held back is sent within a minute.")

@@ -4,11 +4,14 @@ Incidents are produced by every part (disks, engines, cleanup, telemetry); the l
 them is in incidents.py, who is told what in notifications/.
 """
 
+import fnmatch
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from glmadmin.lib.http import AddressPolicy
 
@@ -85,12 +88,73 @@ class IncidentEvent(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     note = models.CharField(max_length=500, blank=True, help_text="Why, for a transition made by a person or "
                             "by a change of what is watched (e.g. resolved by hand, filesystem removed).")
+    # Set when a silence kept this transition from being sent; released once told after the silence ended.
+    silenced_by = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="silenced_events")
+    released = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["at", "pk"]
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.level}".strip()
+
+
+# --- silences -----------------------------------------------------------------
+# Quiet on purpose: a matching incident is recorded and shown, but nobody is told. The logic is in
+# alerts/silences.py; the planner asks it before every message.
+
+
+class SilenceQuerySet(models.QuerySet):
+    def active(self, at=None):
+        at = at or timezone.now()
+        return self.filter(starts_at__lte=at, ends_at__gt=at)
+
+
+class Silence(models.Model):
+    """While active, incidents it matches notify nobody; they are still recorded and shown."""
+
+    source = models.CharField(
+        max_length=200, blank=True,
+        help_text="What incidents are about, as a pattern: engine:gpu-b:* (every engine on host gpu-b), "
+                  "engine:local:glm, disk:/data. Empty: any.")
+    kind = models.CharField(max_length=20, choices=Incident.Kind.choices, blank=True, help_text="Empty: any kind.")
+    level = models.CharField(max_length=10, choices=Level.choices, blank=True, help_text="Empty: any level.")
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=300, help_text="Why, for whoever wonders tomorrow, e.g. replacing a card.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SilenceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-ends_at", "-pk"]
+
+    def __str__(self):
+        what = " ".join(part for part in (self.source, self.kind, self.level) if part)
+        return f"silence {what} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def matches(self, incident: "Incident", level: str | None = None) -> bool:
+        """Whether this silence covers `incident` (at `level`, default its current one)."""
+        level = level or incident.level
+        return (fnmatch.fnmatchcase(incident.source, self.source or "*")
+                and self.kind in ("", incident.kind) and self.level in ("", level))
+
+    def is_active(self, at=None) -> bool:
+        at = at or timezone.now()
+        return self.starts_at <= at < self.ends_at
+
+    def clean(self):
+        errors = {}
+        if not (self.source or self.kind or self.level):
+            errors["source"] = "Say what to silence (a pattern, a kind or a level): a silence of everything " \
+                               "would hide every alert."
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "The end must be after the start."
+        if errors:
+            raise ValidationError(errors)
 
 
 # --- notifications ------------------------------------------------------------

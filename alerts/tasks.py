@@ -27,6 +27,11 @@ def redeliver_stalled_notifications() -> str:
     return f"queued {len(planner.enqueue(delivery.stalled()))} stalled notification(s)"
 
 
+@shared_task(soft_time_limit=30, time_limit=45)
+def release_silences() -> str:
+    return f"queued {len(planner.release_silenced())} message(s) held back by ended silences"
+
+
 # The names these tasks had before the alerts app existed (monitoring.tasks.*): messages queued by
 # an older release, and beat rows not yet migrated, still run. Remove one release after 0.2.
 jobs.alias("monitoring.tasks.deliver_notification", deliver_notification)

@@ -137,6 +137,7 @@ CELERY_TASK_ROUTES = {
     "monitoring.tasks.watch_telemetry_flow": {"queue": ALERTS_QUEUE},
     "alerts.tasks.repeat_red_alerts": {"queue": ALERTS_QUEUE},
     "alerts.tasks.redeliver_stalled_notifications": {"queue": ALERTS_QUEUE},
+    "alerts.tasks.release_silences": {"queue": ALERTS_QUEUE},
     "alerts.tasks.deliver_notification": {"queue": NOTIFY_QUEUE},
     # The names of the previous release, for messages queued before an upgrade.
     "monitoring.tasks.deliver_notification": {"queue": NOTIFY_QUEUE},

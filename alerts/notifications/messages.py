@@ -1,7 +1,7 @@
 """What a notification says. Built once when it is planned and stored with it,
 so every retry sends the same words, and the history shows what people read."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -57,6 +57,13 @@ def for_repeat(incident: Incident, red_event: IncidentEvent, number: int) -> Mes
              f"Red since {_time(red_event.at)} ({_duration(red_event.at, timezone.now())}). "
              "Acknowledge it on the dashboard to stop these reminders."]
     return _message(incident, subject, lines, reason=Reason.REPEAT, level=Level.RED, event=red_event)
+
+
+def after_silence(message: Message, silence) -> Message:
+    """The message of a transition that a silence held back, saying so."""
+    why = f" ({silence.reason})" if silence is not None else ""
+    text = f"{message.text}\nThis was held back by a silence{why} that has ended; the incident is still open."
+    return replace(message, text=text, data={**message.data, "text": text, "after_silence": True})
 
 
 def for_channel_test(channel_name: str) -> Message:

@@ -2,6 +2,7 @@
 
 from django.db.models import Prefetch
 
+from .. import silences
 from ..models import Incident, Notification, NotificationChannel
 
 
@@ -15,4 +16,5 @@ def panel(incidents: int = 8, tests: int = 3) -> dict:
         "failing": [c for c in channels if c.enabled and not c.is_healthy],
         "incidents": recent,
         "tests": Notification.objects.filter(incident__isnull=True).select_related("channel")[:tests],
+        "silences": silences.active(),
     }

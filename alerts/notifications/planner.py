@@ -14,6 +14,10 @@ The rules (see the README's notifications section):
   after an outage only the latest reminder is sent, not the backlog.
 - Acknowledgements are not sent; they stop the reminders, and later messages
   say who acknowledged.
+- A transition covered by an active silence (alerts/silences.py) is recorded
+  as silenced and sent to nobody, reminders included. Once no silence covers
+  it any more, an incident still open is sent once, as its latest silenced
+  transition (release_silenced, every minute).
 
 Each row is unique per (channel, dedupe_key), so planning twice is harmless.
 There is no storm from a flapping value: one event is at most one message per
@@ -30,6 +34,7 @@ from kombu.exceptions import OperationalError
 
 from glmadmin import jobs
 
+from .. import silences
 from ..levels import Level
 from ..models import Incident, IncidentEvent, Notification, NotificationChannel
 from . import messages
@@ -54,14 +59,42 @@ def event_committed(event_id: int) -> list[int]:
     if reason is None:
         return []
     incident = event.incident
+    silence = silences.covering(incident, event.level, at=event.at)
+    if silence is not None:
+        IncidentEvent.objects.filter(pk=event.pk).update(silenced_by=silence)
+        return []
+    return enqueue(_plan_event(incident, event, reason, messages.for_event(incident, event, reason),
+                               f"event:{event.pk}"))
+
+
+def release_silenced() -> list[int]:
+    """Tell about incidents kept quiet by silences that have ended: once each, if still open."""
+    pending = (IncidentEvent.objects.filter(silenced_by__isnull=False, released=False)
+               .select_related("incident__acknowledged_by", "silenced_by").order_by("at", "pk"))
+    latest = {event.incident_id: event for event in pending}  # the last silenced transition of each
+    planned = []
+    for event in latest.values():
+        incident = event.incident
+        if incident.is_open and silences.covering(incident) is not None:
+            continue  # still silenced (perhaps by a newer silence)
+        reason = REASON_FOR_EVENT.get(event.kind)
+        if incident.is_open and reason is not None:
+            message = messages.after_silence(messages.for_event(incident, event, reason), event.silenced_by)
+            planned += _plan_event(incident, event, reason, message, f"unsilenced:{event.pk}")
+        IncidentEvent.objects.filter(incident=incident, silenced_by__isnull=False, released=False).update(
+            released=True)
+    return enqueue(planned)
+
+
+def _plan_event(incident: Incident, event: IncidentEvent, reason: str, message: messages.Message,
+                dedupe_key: str) -> list[int]:
     told = set(incident.notifications.values_list("channel_id", flat=True))
-    message = messages.for_event(incident, event, reason)
     planned = []
     for channel in NotificationChannel.objects.filter(enabled=True):
         first_news = reason in (Reason.OPENED, Reason.ESCALATED) and channel.receives(incident.kind, event.level)
         if channel.pk in told or first_news:
-            planned.append(_plan(channel, message, f"event:{event.pk}", incident=incident, event=event))
-    return enqueue([n.pk for n in planned if n])
+            planned.append(_plan(channel, message, dedupe_key, incident=incident, event=event))
+    return [n.pk for n in planned if n]
 
 
 def plan_repeats() -> list[int]:
@@ -72,6 +105,8 @@ def plan_repeats() -> list[int]:
     if not channels:
         return planned
     for incident in Incident.objects.open().filter(level=Level.RED, acknowledged_at__isnull=True):
+        if silences.covering(incident, at=now) is not None:
+            continue
         red_since = (incident.events.filter(level=Level.RED, kind__in=[EventKind.OPENED, EventKind.ESCALATED])
                      .order_by("at", "pk").last())
         if red_since is None:
