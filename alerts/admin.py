@@ -58,7 +58,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                            "the other kinds need a URL.",
             "fields": ("recipients", "url", "secret", "address_policy"),
         }),
-        ("What", {"fields": ("levels", "incident_kinds", "repeat_minutes")}),
+        ("What", {"fields": ("levels", "incident_kinds", "repeat_minutes", "escalate_after_minutes")}),
         ("Health", {"fields": ("consecutive_failures", "last_success_at", "last_failure_at", "last_error")}),
     )
 

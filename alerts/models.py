@@ -200,6 +200,11 @@ class NotificationChannel(models.Model):
     repeat_minutes = models.PositiveIntegerField(
         "repeat red every (minutes)", default=30,
         help_text="An unacknowledged red incident is sent again this often; 0 never repeats.")
+    escalate_after_minutes = models.PositiveIntegerField(
+        "escalation step: after (minutes)", default=0,
+        help_text="0: told as incidents happen. N: an escalation step, e.g. the on-call robot at 15, a manager "
+                  "at 60: told only about red incidents nobody acknowledged within N minutes (then about their "
+                  "later changes); acknowledging stops the escalation.")
     # Written by each delivery attempt.
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -213,6 +218,10 @@ class NotificationChannel(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def escalates(self) -> bool:
+        return self.escalate_after_minutes > 0
 
     @property
     def is_healthy(self) -> bool:
@@ -238,6 +247,7 @@ class Notification(models.Model):
         DEESCALATED = "deescalated", "De-escalated"
         RESOLVED = "resolved", "Resolved"
         REPEAT = "repeat", "Reminder (red, not acknowledged)"
+        ESCALATION = "escalation", "Escalation (red, not acknowledged)"
         TEST = "test", "Channel test"
 
     class Status(models.TextChoices):

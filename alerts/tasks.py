@@ -19,7 +19,8 @@ def deliver_notification(notification_id: int) -> str:
 
 @shared_task(soft_time_limit=30, time_limit=45)
 def repeat_red_alerts() -> str:
-    return f"queued {len(planner.plan_repeats())} reminder(s)"
+    reminders, escalations = planner.plan_repeats(), planner.plan_escalations()
+    return f"queued {len(reminders)} reminder(s), {len(escalations)} escalation(s)"
 
 
 @shared_task(soft_time_limit=30, time_limit=45)

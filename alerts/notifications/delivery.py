@@ -99,7 +99,7 @@ def _why_stale(notification: Notification) -> str:
     if not notification.channel.enabled and notification.reason != Notification.Reason.TEST:
         return "the channel was switched off"
     incident = notification.incident
-    if notification.reason == Notification.Reason.REPEAT:
+    if notification.reason in (Notification.Reason.REPEAT, Notification.Reason.ESCALATION):
         if incident.resolved_at:
             return "the incident was resolved"
         if incident.acknowledged_at:

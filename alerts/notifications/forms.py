@@ -19,7 +19,7 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = NotificationChannel
         fields = ["name", "kind", "enabled", "recipients", "url", "secret", "address_policy", "levels",
-                  "incident_kinds", "repeat_minutes"]
+                  "incident_kinds", "repeat_minutes", "escalate_after_minutes"]
         widgets = {"recipients": forms.Textarea(attrs={"rows": 3, "cols": 60}),
                    "url": forms.TextInput(attrs={"size": 80})}
 

@@ -59,6 +59,14 @@ def for_repeat(incident: Incident, red_event: IncidentEvent, number: int) -> Mes
     return _message(incident, subject, lines, reason=Reason.REPEAT, level=Level.RED, event=red_event)
 
 
+def for_escalation(incident: Incident, red_event: IncidentEvent, after_minutes: int) -> Message:
+    subject = f"[RED] {incident.title}: nobody acknowledged it for {after_minutes} min"
+    lines = [f"{incident.title}: {incident.message}.",
+             f"Red since {_time(red_event.at)} ({_duration(red_event.at, timezone.now())}) and not acknowledged: "
+             "you are the next step. Acknowledge it on the dashboard to stop the escalation."]
+    return _message(incident, subject, lines, reason=Reason.ESCALATION, level=Level.RED, event=red_event)
+
+
 def after_silence(message: Message, silence) -> Message:
     """The message of a transition that a silence held back, saying so."""
     why = f" ({silence.reason})" if silence is not None else ""

@@ -9,7 +9,11 @@ The rules (see the README's notifications section):
   stale (a red-only channel learns that requests are accepted again), and a
   channel that was never told is not bothered by the resolve.
 - A red, unacknowledged incident is repeated to the channels that receive red
-  every channel.repeat_minutes, counted from when it turned red. Reminder
+  every channel.repeat_minutes, counted from when it turned red.
+- An escalation channel (escalate_after_minutes N > 0) hears nothing at first:
+  a red incident nobody acknowledged within N minutes of turning red is sent
+  to it once (then, being told, it hears the incident's later changes), so
+  steps at 15 and 60 minutes reach the on-call robot, then a manager. Reminder
   number n has a fixed key, so a beat that runs twice, or late, plans it once;
   after an outage only the latest reminder is sent, not the backlog.
 - Acknowledgements are not sent; they stop the reminders, and later messages
@@ -91,7 +95,8 @@ def _plan_event(incident: Incident, event: IncidentEvent, reason: str, message: 
     told = set(incident.notifications.values_list("channel_id", flat=True))
     planned = []
     for channel in NotificationChannel.objects.filter(enabled=True):
-        first_news = reason in (Reason.OPENED, Reason.ESCALATED) and channel.receives(incident.kind, event.level)
+        first_news = (reason in (Reason.OPENED, Reason.ESCALATED) and not channel.escalates
+                      and channel.receives(incident.kind, event.level))
         if channel.pk in told or first_news:
             planned.append(_plan(channel, message, dedupe_key, incident=incident, event=event))
     return [n.pk for n in planned if n]
@@ -100,17 +105,11 @@ def _plan_event(incident: Incident, event: IncidentEvent, reason: str, message: 
 def plan_repeats() -> list[int]:
     """Plan the reminders that are due now for red, unacknowledged incidents."""
     now = timezone.now()
-    channels = list(NotificationChannel.objects.filter(enabled=True, repeat_minutes__gt=0))
+    channels = list(NotificationChannel.objects.filter(enabled=True, repeat_minutes__gt=0, escalate_after_minutes=0))
     planned = []
     if not channels:
         return planned
-    for incident in Incident.objects.open().filter(level=Level.RED, acknowledged_at__isnull=True):
-        if silences.covering(incident, at=now) is not None:
-            continue
-        red_since = (incident.events.filter(level=Level.RED, kind__in=[EventKind.OPENED, EventKind.ESCALATED])
-                     .order_by("at", "pk").last())
-        if red_since is None:
-            continue
+    for incident, red_since in _unacknowledged_reds(now):
         for channel in channels:
             if not channel.receives(incident.kind, Level.RED):
                 continue
@@ -121,6 +120,34 @@ def plan_repeats() -> list[int]:
             planned.append(_plan(channel, message, f"repeat:{red_since.pk}:{number}", incident=incident,
                                  event=red_since))
     return enqueue([n.pk for n in planned if n])
+
+
+def plan_escalations() -> list[int]:
+    """Send red incidents nobody acknowledged in time to the escalation channels whose step has come."""
+    now = timezone.now()
+    channels = list(NotificationChannel.objects.filter(enabled=True, escalate_after_minutes__gt=0)
+                    .order_by("escalate_after_minutes", "pk"))
+    planned = []
+    for incident, red_since in _unacknowledged_reds(now) if channels else []:
+        for channel in channels:
+            if not channel.receives(incident.kind, Level.RED):
+                continue
+            if now - red_since.at >= timedelta(minutes=channel.escalate_after_minutes):
+                message = messages.for_escalation(incident, red_since, channel.escalate_after_minutes)
+                planned.append(_plan(channel, message, f"escalate:{red_since.pk}", incident=incident,
+                                     event=red_since))
+    return enqueue([n.pk for n in planned if n])
+
+
+def _unacknowledged_reds(now):
+    """(incident, the event that made it red) for each open, red, unacknowledged and unsilenced incident."""
+    for incident in Incident.objects.open().filter(level=Level.RED, acknowledged_at__isnull=True):
+        if silences.covering(incident, at=now) is not None:
+            continue
+        red_since = (incident.events.filter(level=Level.RED, kind__in=[EventKind.OPENED, EventKind.ESCALATED])
+                     .order_by("at", "pk").last())
+        if red_since is not None:
+            yield incident, red_since
 
 
 def plan_channel_test(channel: NotificationChannel) -> Notification:

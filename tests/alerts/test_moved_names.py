@@ -23,7 +23,7 @@ def test_a_message_under_an_old_task_name_runs_the_moved_task(old, new):
 @pytest.mark.django_db
 def test_an_old_name_runs_like_the_new_one():
     app.loader.import_default_modules()
-    assert app.tasks["monitoring.tasks.repeat_red_alerts"].apply().get() == "queued 0 reminder(s)"
+    assert app.tasks["monitoring.tasks.repeat_red_alerts"].apply().get() == "queued 0 reminder(s), 0 escalation(s)"
     assert app.tasks["monitoring.tasks.deliver_notification"].apply((12345,)).get() == "skipped: no such notification"
 
 

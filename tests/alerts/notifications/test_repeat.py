@@ -38,13 +38,13 @@ def test_red_repeats_on_schedule_without_a_backlog(step, receiver, time_machine)
     step(98)
 
     time_machine.shift(29 * 60)
-    assert tick() == "queued 0 reminder(s)"
+    assert tick() == "queued 0 reminder(s), 0 escalation(s)"
     time_machine.shift(60)
-    assert tick() == "queued 1 reminder(s)"
-    assert tick() == "queued 0 reminder(s)"  # a second beat run at the same moment plans nothing
+    assert tick() == "queued 1 reminder(s), 0 escalation(s)"
+    assert tick() == "queued 0 reminder(s), 0 escalation(s)"  # a second beat run at the same moment plans nothing
     # The beat was down for two and a half hours: one reminder, not five.
     time_machine.move_to("2026-03-01 13:10Z", tick=False)
-    assert tick() == "queued 1 reminder(s)"
+    assert tick() == "queued 1 reminder(s), 0 escalation(s)"
 
     assert sent(receiver) == [
         "[RED] Disk data (/data): opened",
@@ -68,7 +68,7 @@ def test_acknowledge_from_the_dashboard_stops_repeats_and_records_who(step, rece
     assert work() == ["cancelled: the incident was acknowledged by admin"]
 
     time_machine.shift(60 * 60)
-    assert tick() == "queued 0 reminder(s)"
+    assert tick() == "queued 0 reminder(s), 0 escalation(s)"
     assert len(receiver.requests) == 2
     ack = incident.events.get(kind="acknowledged")
     assert ack.user == admin_user
@@ -105,10 +105,10 @@ def test_reminders_stop_below_red(step, receiver, time_machine):
     reminder.refresh_from_db()
     assert (reminder.status, reminder.last_error) == ("cancelled", "the incident is no longer red")
     time_machine.shift(60 * 60)
-    assert tick() == "queued 0 reminder(s)"
+    assert tick() == "queued 0 reminder(s), 0 escalation(s)"
     # Back to red: the clock starts again from the new escalation.
     step(98)
     time_machine.shift(29 * 60)
-    assert tick() == "queued 0 reminder(s)"
+    assert tick() == "queued 0 reminder(s), 0 escalation(s)"
     time_machine.shift(60)
-    assert tick() == "queued 1 reminder(s)"
+    assert tick() == "queued 1 reminder(s), 0 escalation(s)"
