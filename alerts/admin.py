@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from . import silences
 from .incidents import acknowledge
 from .models import DeliveryAttempt, Incident, IncidentEvent, Notification, NotificationChannel, Silence
 from .notifications import delivery, planner
@@ -140,14 +141,15 @@ class ActiveFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         now = timezone.now()
-        return {"active": queryset.active(now), "later": queryset.filter(starts_at__gt=now),
-                "ended": queryset.filter(ends_at__lte=now)}.get(self.value(), queryset)
+        active = [silence.pk for silence in silences.active(now)]
+        return {"active": queryset.filter(pk__in=active), "later": queryset.filter(starts_at__gt=now),
+                "ended": queryset.filter(ends_at__lte=now, daily=False)}.get(self.value(), queryset)
 
 
 @admin.register(Silence)
 class SilenceAdmin(admin.ModelAdmin):
-    list_display = ("source", "kind", "level", "starts_at", "ends_at", "active", "reason", "created_by")
-    list_filter = (ActiveFilter, "kind", "level")
+    list_display = ("source", "kind", "level", "starts_at", "ends_at", "daily", "active", "reason", "created_by")
+    list_filter = (ActiveFilter, "kind", "level", "daily")
     search_fields = ("source", "reason")
     readonly_fields = ("created_by", "created_at")
     actions = ["end_now"]
@@ -156,7 +158,7 @@ class SilenceAdmin(admin.ModelAdmin):
                                  "active; they are still recorded and shown (marked silenced). Once it ends, an "
                                  "incident still open is sent once.",
                   "fields": ("source", "kind", "level")}),
-        ("When and why", {"fields": ("starts_at", "ends_at", "reason", "created_by", "created_at")}),
+        ("When and why", {"fields": ("starts_at", "ends_at", "daily", "reason", "created_by", "created_at")}),
     )
 
     @admin.display(boolean=True, description="active")
@@ -170,5 +172,6 @@ class SilenceAdmin(admin.ModelAdmin):
 
     @admin.action(description="End the selected silences now", permissions=["change"])
     def end_now(self, request, queryset):
-        ended = queryset.active().update(ends_at=timezone.now())
+        active = [silence.pk for silence in silences.active()]
+        ended = queryset.filter(pk__in=active).update(ends_at=timezone.now(), daily=False)
         self.message_user(request, f"Ended {ended} silence(s); what they held back is sent within a minute.")

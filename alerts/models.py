@@ -6,6 +6,7 @@ them is in incidents.py, who is told what in notifications/.
 
 import fnmatch
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -106,9 +107,11 @@ class IncidentEvent(models.Model):
 
 
 class SilenceQuerySet(models.QuerySet):
-    def active(self, at=None):
+    def candidates(self, at=None):
+        """Silences that may be active at `at`: one-off ones in their period, and every started daily one
+        (whether a daily window is open right now is Silence.is_active's to say)."""
         at = at or timezone.now()
-        return self.filter(starts_at__lte=at, ends_at__gt=at)
+        return self.filter(Q(starts_at__lte=at) & (Q(ends_at__gt=at) | Q(daily=True)))
 
 
 class Silence(models.Model):
@@ -122,6 +125,10 @@ class Silence(models.Model):
     level = models.CharField(max_length=10, choices=Level.choices, blank=True, help_text="Empty: any level.")
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField()
+    daily = models.BooleanField(
+        "every day (maintenance window)", default=False,
+        help_text="Repeat the period from start to end every day from the start on, e.g. 02:55-03:30 around "
+                  "the daily engine restarts: an incident of the window still open after it ends is sent once.")
     reason = models.CharField(max_length=300, help_text="Why, for whoever wonders tomorrow, e.g. replacing a card.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    editable=False)
@@ -144,7 +151,11 @@ class Silence(models.Model):
 
     def is_active(self, at=None) -> bool:
         at = at or timezone.now()
-        return self.starts_at <= at < self.ends_at
+        if at < self.starts_at:
+            return False
+        if not self.daily:
+            return at < self.ends_at
+        return (at - self.starts_at) % timedelta(days=1) < self.ends_at - self.starts_at
 
     def clean(self):
         errors = {}
@@ -153,6 +164,8 @@ class Silence(models.Model):
                                "would hide every alert."
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             errors["ends_at"] = "The end must be after the start."
+        elif self.daily and self.ends_at - self.starts_at >= timedelta(days=1):
+            errors["ends_at"] = "A daily window must be shorter than a day."
         if errors:
             raise ValidationError(errors)
 

@@ -3,14 +3,18 @@ about incidents still open once their silences have ended (planner.release_silen
 
 from datetime import datetime
 
+from django.utils import timezone
+
 from .models import Incident, Silence
 
 
 def covering(incident: Incident, level: str | None = None, at: datetime | None = None) -> Silence | None:
-    """The active silence that matches `incident` (at `level`), the one that ends last; None if none does."""
-    matching = [s for s in Silence.objects.active(at) if s.matches(incident, level)]
-    return max(matching, key=lambda s: s.ends_at, default=None)
+    """The active silence that matches `incident` (at `level`); None if none does."""
+    return next((s for s in active(at) if s.matches(incident, level)), None)
 
 
-def active() -> list[Silence]:
-    return list(Silence.objects.active().select_related("created_by").order_by("ends_at"))
+def active(at: datetime | None = None) -> list[Silence]:
+    """The silences and maintenance windows in force at `at` (now), the one-off ones first."""
+    at = at or timezone.now()
+    found = Silence.objects.candidates(at).select_related("created_by").order_by("daily", "-ends_at")
+    return [silence for silence in found if silence.is_active(at)]

@@ -144,3 +144,49 @@ def test_metrics_count_the_active_silences():
     silence("disk:/old", hours=-1)  # ended an hour ago
     text = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
     assert "glmadmin_silences_active 1.0" in text
+
+
+# --- maintenance windows: a silence that repeats every day ---
+
+def at(clock, when: str) -> None:
+    clock.move_to(f"2026-03-{when}Z", tick=False)
+
+
+def test_a_daily_window_hides_the_quiet_hour_restart_but_not_an_engine_still_down_after_it(
+        committed, receiver, engine, time_machine):
+    webhook(receiver.url)
+    at(time_machine, "01 12:00")
+    Silence.objects.create(kind="engine", starts_at=timezone.now().replace(hour=2, minute=55),
+                           ends_at=timezone.now().replace(hour=3, minute=30), daily=True,
+                           reason="daily restarts at 03:00")
+    # Day 2: the restart fails once and the engine is back within the window: nobody hears of it.
+    at(time_machine, "02 03:00")
+    committed(engine_incidents.open_failed, engine, "exited during the scheduled restart")
+    at(time_machine, "02 03:10")
+    committed(engine_incidents.resolve, engine)
+    at(time_machine, "02 03:31")
+    committed(release_silences.apply)
+    assert work() == [] and receiver.requests == []
+    # A disk incident inside the window is another kind: it is sent as always.
+    at(time_machine, "03 03:00")
+    committed(reading, 98)
+    work()
+    assert [r.body["reason"] for r in receiver.requests] == ["opened"]
+    # Day 3: the engine fails and is still down when the window ends: one message, then.
+    committed(engine_incidents.open_failed, engine, "exited during the scheduled restart")
+    at(time_machine, "03 03:29")
+    committed(release_silences.apply)
+    work()
+    assert len(receiver.requests) == 1
+    at(time_machine, "03 03:31")
+    committed(release_silences.apply)
+    work()
+    assert [(r.body["reason"], r.body["incident"]["kind"]) for r in receiver.requests] == [
+        ("opened", "disk"), ("opened", "engine")]
+
+
+def test_a_daily_window_is_shorter_than_a_day(admin_client):
+    response = admin_client.post("/admin/alerts/silence/add/", {
+        "kind": "engine", "starts_at_0": "2026-03-01", "starts_at_1": "02:00:00", "ends_at_0": "2026-03-02",
+        "ends_at_1": "03:00:00", "daily": "on", "reason": "quiet hours"})
+    assert response.status_code == 200 and "shorter than a day" in response.content.decode()
