@@ -6,7 +6,7 @@ ADD_URL = "/admin/monitoring/watchedfilesystem/add/"
 
 
 def form(**overrides):
-    data = {"label": "data", "path": "/srv/data", "enabled": "on", "yellow_enabled": "on", "yellow_percent": "85",
+    data = {"label": "data", "path": "/tmp", "enabled": "on", "yellow_enabled": "on", "yellow_percent": "85",
             "orange_enabled": "on", "orange_percent": "92", "red_enabled": "on", "red_percent": "97",
             "clear_margin": "2"}
     data.update(overrides)
