@@ -216,6 +216,8 @@ _secret_like = [name for name in ENGINE_ENV_PASSTHROUGH if name.startswith("GLMA
 if _secret_like:
     raise ImproperlyConfigured(f"GLMADMIN_ENGINE_ENV_PASSTHROUGH must not pass glmadmin's secrets to engines: "
                                f"{', '.join(_secret_like)}")
+# glmadmin's own web port (scripts/run serves on it): no engine of this host may take it.
+WEB_PORT = env_int("GLMADMIN_PORT", 8000, minimum=1)
 
 # --- notifications ------------------------------------------------------------
 # The address people reach the dashboard at, for links in messages (e.g. https://ops.example.com).

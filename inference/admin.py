@@ -27,6 +27,10 @@ SUPERUSER_NOTE = ("Only a superuser can change these: they decide what code the 
                   "reach. Extra arguments that can do either need a superuser too.")
 
 
+RESTART_NOTE = ("A running engine keeps running as it was started: a change to what it runs with (model, served "
+               "name, address, port, GPUs, vLLM options, extra arguments, environment) applies when it restarts.")
+
+
 class EngineForm(forms.ModelForm):
     superuser = False  # set per request by EngineAdmin.get_form
 
@@ -68,10 +72,11 @@ class EngineAdmin(admin.ModelAdmin):
                     "last_probe_ms")
     list_filter = ("host", "state", "enabled")
     search_fields = ("name", "served_model_name", "model")
-    readonly_fields = ("state", "state_reason", "state_changed_at", "pid", "ready_at", "restarts",
-                       "last_probe_at", "last_probe_ms", "restart_generation", "running_generation")
+    readonly_fields = ("state", "restart_to_apply", "state_reason", "state_changed_at", "pid", "ready_at", "restarts",
+                       "last_probe_at", "last_probe_ms")
     fieldsets = (
-        (None, {"fields": ("name", "enabled", "port", "served_model_name", "gpu_ids", "tensor_parallel_size")}),
+        (None, {"fields": ("name", "enabled", "port", "served_model_name", "gpu_ids", "tensor_parallel_size"),
+                "description": RESTART_NOTE}),
         ("What runs, and what it can reach", {"fields": SUPERUSER_FIELDS, "description": SUPERUSER_NOTE}),
         ("vLLM options", {"fields": ("max_model_len", "block_size", "max_num_seqs", "kv_cache_dtype",
                                      "enable_chunked_prefill", "gpu_memory_utilization", "quantization",
@@ -93,6 +98,21 @@ class EngineAdmin(admin.ModelAdmin):
         form = super().get_form(request, obj, **kwargs)  # a new class per call: the attribute is this request's
         form.superuser = request.user.is_superuser
         return form
+
+    @admin.display(description="Restart to apply")
+    def restart_to_apply(self, obj):
+        return "; ".join(obj.pending_restart()) or "–"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Only the desired state: the supervisor writes the observed one (state, pid, what runs) at any
+            # moment, and what this request read of it a moment ago must not be written back over it.
+            obj.save(update_fields=[f.name for f in Engine._meta.concrete_fields if f.editable and not f.primary_key])
+        else:
+            super().save_model(request, obj, form, change)
+        if pending := obj.pending_restart():
+            self.message_user(request, f"{obj.name} runs as it was started until it restarts (Restart): "
+                                       f"{'; '.join(pending)}.", messages.WARNING)
 
     def get_actions(self, request):
         actions = super().get_actions(request)

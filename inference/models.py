@@ -6,8 +6,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from glmadmin.lib import processes
+
 from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extra_args
 
+# The fields a running process was started with: a change to one applies at the next restart (the supervisor
+# records them in running_config at each start; until the restart, the process runs as recorded there).
+LAUNCH_FIELDS = ("model", "served_model_name", "listen_address", "port", "gpu_ids", "tensor_parallel_size",
+                 "max_model_len", "block_size", "max_num_seqs", "kv_cache_dtype", "enable_chunked_prefill",
+                 "gpu_memory_utilization", "quantization", "enforce_eager", "shutdown_timeout", "extra_args", "env")
 # What vLLM reserves of each GPU when --gpu-memory-utilization is not given.
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 GPU_LIST = RegexValidator(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$", "GPU ids as a comma-separated list of numbers, e.g. 0,1,2,3.")
@@ -75,6 +82,8 @@ class Engine(models.Model):
     process_started_at = models.FloatField(null=True, blank=True, editable=False,
                                            help_text="The process's create time: tells our pid from a reused one.")
     running_generation = models.PositiveIntegerField(default=0, editable=False)
+    running_config = models.JSONField(default=dict, editable=False,
+                                      help_text="The launch fields the running process was started with.")
     ready_at = models.DateTimeField(null=True, blank=True, editable=False)
     stop_deadline = models.DateTimeField(null=True, blank=True, editable=False)
     quiet_since = models.DateTimeField(null=True, blank=True, editable=False,
@@ -107,10 +116,35 @@ class Engine(models.Model):
         """The fraction of each of its GPUs' memory vLLM reserves for the engine while it runs."""
         return self.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
 
+    def launch_config(self) -> dict:
+        return {name: getattr(self, name) for name in LAUNCH_FIELDS}
+
+    def running(self, name: str):
+        """The value the running process was started with; the row's own when none runs (or it is not known)."""
+        if self.pid and name in self.running_config:
+            return self.running_config[name]
+        return getattr(self, name)
+
     @property
     def base_url(self) -> str:
-        address = f"[{self.listen_address}]" if ":" in self.listen_address else self.listen_address
-        return f"http://{address}:{self.port}"
+        # Where the process listens, not where the row says it will after a restart: a port edited in the
+        # admin must not send the gateway, the probes and the drain to a port nothing listens on yet.
+        address, port = self.running("listen_address"), self.running("port")
+        address = f"[{address}]" if ":" in address else address
+        return f"http://{address}:{port}"
+
+    def pending_restart(self) -> list[str]:
+        """What was changed since the running process started, as "port 8001 → 8002" (a list or a mapping
+        only by its name); empty when nothing waits for a restart."""
+        if not self.pid:
+            return []
+        pending = []
+        for name in LAUNCH_FIELDS:
+            was, now = self.running_config.get(name, getattr(self, name)), getattr(self, name)
+            if was != now:
+                label = self._meta.get_field(name).verbose_name
+                pending.append(label if isinstance(now, list | dict) else f"{label} {was} → {now}")
+        return pending
 
     def clean(self):
         errors = {}
@@ -127,8 +161,29 @@ class Engine(models.Model):
         if self.enabled and gpus and taken & set(gpus):
             errors.setdefault("gpu_ids", f"GPU(s) {sorted(taken & set(gpus))} already belong to another engine "
                                          f"on host {self.host}.")
+        if self.port and "port" not in errors and (problem := self._port_problem()):
+            errors["port"] = problem
         if errors:
             raise ValidationError(errors)
+
+
+    def _port_problem(self) -> str | None:
+        """On this host: glmadmin's own web port, or a port something already listens on (a new one only:
+        an engine's own process listens on its port)."""
+        if self.host != settings.GLMADMIN_HOST_NAME:
+            return None  # another machine's ports are not visible from here
+        if self.port == settings.WEB_PORT:
+            return f"Port {self.port} is glmadmin's own web port."
+        wanted = (self.port, self.listen_address)
+        unchanged = Engine.objects.filter(pk=self.pk).values_list("port", "listen_address").first() == wanted
+        its_own = self.pid and (self.running_config.get("port"), self.running_config.get("listen_address")) == wanted
+        if unchanged or its_own:
+            return None
+        if processes.port_in_use(self.listen_address, self.port):
+            holder = processes.port_holder(self.port)
+            by = f" by pid {holder.pid} ({holder.name()})" if holder is not None else ""
+            return f"Port {self.port} is already in use on this host{by}."
+        return None
 
 
 class EngineEvent(models.Model):

@@ -115,7 +115,8 @@ def _start(engine: Engine) -> None:
         if _is_ours(holder, engine):
             # Ours from an earlier start whose record was lost: adopt it rather than start a second one.
             _transition(engine, S.STARTING, f"adopted running process {holder.pid}", pid=holder.pid,
-                        process_started_at=holder.create_time(), running_generation=engine.restart_generation)
+                        process_started_at=holder.create_time(), running_generation=engine.restart_generation,
+                        running_config=engine.launch_config())
             return
         _crashed(engine, f"port {engine.port} is in use by pid {holder.pid} ({holder.name()})")
         return
@@ -132,7 +133,7 @@ def _start(engine: Engine) -> None:
         return
     if not _transition(engine, S.STARTING, f"started pid {proc.pid}", pid=proc.pid,
                        process_started_at=proc.create_time(), running_generation=engine.restart_generation,
-                       probe_failures=0, ready_at=None, stop_deadline=None,
+                       running_config=engine.launch_config(), probe_failures=0, ready_at=None, stop_deadline=None,
                        restarts=engine.restarts + (1 if engine.process_started_at else 0)):
         # Lost the claim after spawning (the lock expired under us): never leave a second process behind.
         processes.kill_group(proc.pid)

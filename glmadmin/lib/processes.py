@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,23 @@ def port_holder(port: int) -> psutil.Process | None:
             except psutil.Error:
                 return None
     return None
+
+
+def port_in_use(address: str, port: int) -> bool:
+    """Whether a server could not listen on address:port now because something else does.
+
+    A test bind, as a server binds (SO_REUSEADDR: a connection in TIME_WAIT is no conflict): it needs no
+    privileges, unlike finding the listener's pid, and it sees a listener on the wildcard address too.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False  # not an address of this machine: nothing here can hold it
+            raise
+    return False

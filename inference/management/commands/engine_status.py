@@ -13,7 +13,8 @@ def _duration(seconds: float) -> str:
 
 
 class Command(BaseCommand):
-    help = "A table of the engines: state, pid, port, GPUs, uptime, restarts, last probe latency."
+    help = ("A table of the engines: state, pid, port, GPUs, uptime, restarts, last probe latency; then what "
+            "waits for a restart to apply.")
 
     def handle(self, *args, **options):
         engines = list(Engine.objects.all())
@@ -24,10 +25,14 @@ class Command(BaseCommand):
         rows = [("NAME", "HOST", "STATE", "PID", "PORT", "GPUS", "UPTIME", "RESTARTS", "PROBE")]
         for e in engines:
             rows.append((
-                e.name, e.host, e.state + ("" if e.enabled else " (disabled)"), str(e.pid or "-"), str(e.port),
+                e.name, e.host, e.state + ("" if e.enabled else " (disabled)"), str(e.pid or "-"),
+                str(e.running("port")),  # where it listens; an edited port shows below, until the restart
                 e.gpu_ids or "-", _duration((now - e.ready_at).total_seconds()) if e.ready_at else "-",
                 str(e.restarts), f"{e.last_probe_ms:.0f} ms" if e.last_probe_ms is not None else "-",
             ))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for e in engines:
+            if pending := e.pending_restart():
+                self.stdout.write(f"{e.name}: restart to apply: {'; '.join(pending)}")

@@ -17,6 +17,7 @@ from django.core.management import call_command
 from alerts.models import Incident
 from glmadmin.lib import processes
 from inference import demo, supervisor
+from inference.gateway import routing
 from inference.models import Engine
 from inference.models import EngineState as S
 from tests.inference.engines.test_engine_environment import SECRETS, assert_no_secrets, environ
@@ -36,7 +37,7 @@ def demo_model(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def no_engine_left_behind():
     yield
-    for proc in engine_processes(PORT) + engine_processes(PORT + 1):
+    for proc in engine_processes(PORT) + engine_processes(PORT + 1) + engine_processes(PORT + 2):
         segments = processes.shared_memory(proc.pid)
         processes.kill_group(proc.pid)
         processes.remove_shared_memory(segments)
@@ -200,3 +201,29 @@ def test_bad_model_path_backs_off_then_fails_with_an_incident(transactional_db, 
     supervisor.reconcile(broken.pk)
     broken.refresh_from_db()
     assert broken.state == S.FAILED and engine_processes(PORT + 1) == []
+
+
+def test_port_change_applies_at_the_restart(ready, settings):
+    """Issue 15: the gateway went to an edited port at once, while the process listened on the old one."""
+    settings.ENGINE_PROBE_INTERVAL = 1
+    engine, new = ready, PORT + 2
+    Engine.objects.filter(pk=engine.pk).update(port=new)  # the admin's edit
+    engine.refresh_from_db()
+    probed = engine.last_probe_at
+    engine = step_until(engine, lambda e: e.last_probe_at != probed, 60, "the next liveness probe")
+    assert (engine.state, engine.probe_failures) == (S.READY, 0)  # probed where it listens
+    url = routing.table()["pool-a"]["url"]
+    assert url == f"http://127.0.0.1:{PORT}"
+    response = httpx.post(f"{url}/v1/completions", json={"model": "demo-a", "prompt": "hi", "max_tokens": 2},
+                          timeout=30)
+    assert response.status_code == 200
+    assert f"pool-a: restart to apply: port {PORT} → {new}" in manage("engine_status").stdout
+    manage("restart_engine", "pool-a", "--timeout", str(STARTUP))
+    engine.refresh_from_db()
+    assert (engine.state, engine.pending_restart(), engine.base_url) == (S.READY, [], f"http://127.0.0.1:{new}")
+    response = httpx.post(f"http://127.0.0.1:{new}/v1/completions",
+                          json={"model": "demo-a", "prompt": "hi", "max_tokens": 2}, timeout=30)
+    assert response.status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=2)
+    manage("stop_engine", "pool-a")
