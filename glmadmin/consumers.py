@@ -3,14 +3,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import live
 from .lib.websession import SIGNED_OUT, SessionBound
+from .lib.wsoutbox import BoundedOutbox
 
 
-class LiveConsumer(SessionBound, AsyncJsonWebsocketConsumer):
+class LiveConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
     """Pushes the live state (status bar, alert banners) to every open page.
 
     Origin is checked by the ASGI stack before this runs; here only signed-in
     users are let in, and only for as long as their session lasts (SessionBound:
-    closed on logout, expiry and deactivation). The group is joined before the
+    closed on logout, expiry and deactivation), and only while it reads
+    (BoundedOutbox: a page that stops reading is dropped). The group is joined before the
     snapshot is read, so a change made in between still arrives afterwards.
     """
 

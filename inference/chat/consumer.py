@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from glmadmin.lib.websession import SIGNED_OUT, SessionBound
+from glmadmin.lib.wsoutbox import BoundedOutbox
 from inference.gateway import routing
 from inference.gateway.errors import GatewayError
 from inference.gateway.keys import Caller
@@ -30,9 +31,10 @@ from .stream import AnswerError
 log = logging.getLogger(__name__)
 
 
-class ChatConsumer(SessionBound, AsyncJsonWebsocketConsumer):
+class ChatConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
     """Open for as long as the session it was opened in (SessionBound: closed on logout, expiry and
-    deactivation), and the session is checked again before each message is acted on."""
+    deactivation), and the session is checked again before each message is acted on. A page that stops
+    reading is dropped (BoundedOutbox), which stops its answer."""
 
     async def connect(self):
         # The origin was checked by the ASGI stack (AllowedHostsOriginValidator) before this runs.
