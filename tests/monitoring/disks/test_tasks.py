@@ -13,6 +13,7 @@ def test_every_schedule_expires_before_its_next_run():
     assert {t.task for t in tasks} == {"monitoring.tasks.check_disks", "monitoring.tasks.prune_history",
                                        "alerts.tasks.repeat_red_alerts",
                                        "alerts.tasks.redeliver_stalled_notifications",
+                                       "alerts.tasks.release_silences",
                                        "monitoring.tasks.run_cleanup", "monitoring.tasks.measure_cache",
                                        "monitoring.tasks.watch_telemetry_flow",
                                        "monitoring.tasks.sample_telemetry", "monitoring.tasks.downsample_telemetry"}
