@@ -5,7 +5,9 @@ from 1 hour to 20 days, 1 KiB each) on the same disk, then times, in one run:
 (A) a dry run of the policy (scan and plan, recorded), (B) the real run
 (scan, plan, open-file check, remove, recorded) on one tree, and (F)
 `find ROOT -type f -mmin +10080 -delete` on the other. Checks that both trees
-end with exactly the same files, and prints B / F. Goal: B / F <= 1.5.
+end with exactly the same files, and prints B / F. Goals: B / F <= 1.2, and the
+dry run at 300,000 files/s or more (with the mount-table and mount-id checks,
+the open-file check, and, before each unlink, the kernel asked about the file).
 
 The kernel stamps every new file's ctime "now", and a run counts ctime as
 age, so the run's clock is set one minimum age (+1 h) ahead and its tree's
@@ -116,7 +118,7 @@ def main():
         dry, real, found = (median([r[k] for r in results]) for k in ("dry", "real", "find"))
         print(f"median over {args.rounds}: dry run {dry:.2f} s ({args.files / dry:,.0f} files/s) | real run "
               f"{real:.2f} s | find -delete {found:.2f} s ({args.files / found:,.0f} files/s) | "
-              f"real/find {real / found:.2f} (goal <= 1.5)")
+              f"real/find {real / found:.2f} (goals: real/find <= 1.2, dry run >= 300,000 files/s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         scratch.close()

@@ -9,8 +9,10 @@ safewalk.shown(): no name can break a page, a log line or a message.
 """
 
 import hashlib
+import heapq
 import os
 import time
+from operator import itemgetter
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
@@ -108,9 +110,10 @@ def _execute(run: CleanupRun, policy: CleanupPolicy, root: str, *, hook, now: fl
     errors = [list(e) for e in scan.errors]
     removed = decided.chosen if run.dry_run else _remove(decided, hook, kept, errors)
     run.files_removed = len(removed)
-    run.bytes_freed = freed = sum(f[3] for f in removed)
+    run.bytes_freed = freed = sum(map(itemgetter(3), removed))
     run.size_after = decided.size_before - freed
-    run.removed = [[shown(scan.relpath(f[0], f[1])), f[3]] for f in removed[:CleanupRun.MAX_LISTED]]
+    oldest = heapq.nsmallest(CleanupRun.MAX_LISTED, removed, key=itemgetter(4))
+    run.removed = [[shown(scan.relpath(f[0], f[1])), f[3]] for f in oldest]
     run.skipped = kept
     run.error_count = len(errors)
     run.errors = errors[:MAX_ERRORS]
@@ -121,7 +124,7 @@ def _execute(run: CleanupRun, policy: CleanupPolicy, root: str, *, hook, now: fl
 
 
 def _remove(decided: Plan, hook, kept: dict, errors: list) -> list[tuple]:
-    """Unlink the chosen files; returns those removed, oldest first."""
+    """Unlink the chosen files; returns those removed."""
     scan = decided.scan
     gone = set()
     # Directory by directory, so each directory is opened once rather than once per file.
