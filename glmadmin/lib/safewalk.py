@@ -227,7 +227,7 @@ class Remover:
     """Unlink files found by a scan, each relative to a directory re-opened from the root.
 
     Directories are re-opened component by component (O_NOFOLLOW) and each
-    must still be the inode the scan saw; a file must still be the same
+    must still be the inode the scan saw, on the root's mount; a file must still be the same
     regular file, no younger than when it was chosen. Right before the
     unlink the kernel is asked whether anyone has the file open or mapped
     (openfiles.unused: a write lease). `hook(relpath)` is called right before
@@ -275,9 +275,9 @@ class Remover:
             d = self.scan.dirs[index]
             fd = os.open(d.name, DIR_FLAGS, dir_fd=self._stack[-1][1])
             st = os.fstat(fd)
-            if st.st_ino != d.ino or st.st_dev != self.scan.dev:
+            if st.st_ino != d.ino or st.st_dev != self.scan.dev or mounts.mount_id(fd) != self.scan.mount_id:
                 os.close(fd)
-                raise OSError(f"{shown(d.relpath)} was replaced during the run")
+                raise OSError(f"{shown(d.relpath)} was replaced (or mounted over) during the run")
             self._stack.append((index, fd))
         return self._stack[-1][1]
 
