@@ -270,6 +270,9 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # --- chat (inference/chat) -------------------------------------------------------
 # Uploads (.txt/.pdf) put into a conversation: larger files are refused with a clear message.
 CHAT_UPLOAD_MAX_BYTES = env_int("GLMADMIN_CHAT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, minimum=1)
+# A PDF is read in a child process, killed past this many seconds; one with more pages is refused.
+CHAT_UPLOAD_READ_SECONDS = env_int("GLMADMIN_CHAT_UPLOAD_READ_SECONDS", 10, minimum=1)
+CHAT_UPLOAD_MAX_PAGES = env_int("GLMADMIN_CHAT_UPLOAD_MAX_PAGES", 100, minimum=1)
 # Every other Django path's request body. The ASGI edge (glmadmin/asgi.py) answers 413 past these caps
 # before Django reads (and spools to disk) a byte of it, whoever sends it, signed in or not.
 WEB_MAX_BODY_BYTES = env_int("GLMADMIN_WEB_MAX_BODY_BYTES", 1024 * 1024, minimum=64 * 1024)

@@ -1,3 +1,5 @@
+import asyncio
+
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -21,19 +23,20 @@ def chat(request):
 
 
 @require_POST
-def upload(request):
-    """The text of one .txt or .pdf file as JSON, for the page to add to its conversation (CSRF-checked)."""
+async def upload(request):
+    """The text of one .txt or .pdf file as JSON, for the page to add to its conversation (CSRF-checked).
+    Async: reading a PDF (in a child process, upload.py) holds neither Django's sync thread nor the event loop."""
     # Refused before the multipart body is parsed; the framing around the file needs a little room.
     declared = request.META.get("CONTENT_LENGTH", "")
     length = int(declared) if declared.isdigit() else 0
     if length > settings.CHAT_UPLOAD_MAX_BYTES + MULTIPART_ROOM:
         return JsonResponse({"error": f"The upload is {filesizeformat(length)}; files up to "
                                       f"{filesizeformat(settings.CHAT_UPLOAD_MAX_BYTES)} can be added."}, status=400)
-    uploaded = request.FILES.get("file")
+    uploaded = await asyncio.to_thread(request.FILES.get, "file")  # parses the multipart body
     if uploaded is None:
         return JsonResponse({"error": "No file was sent (the form field is named file)."}, status=400)
     try:
-        extracted = extract(uploaded.name, uploaded.size, uploaded.chunks())
+        extracted = await extract(uploaded.name, uploaded.size, uploaded.read)
     except UploadError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(extracted.as_dict())
