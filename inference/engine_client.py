@@ -42,7 +42,7 @@ def generate_one_token(engine) -> Probe:
     try:
         response = _client().post(
             f"{engine.base_url}/v1/completions",
-            json={"model": engine.served_model_name, "prompt": "ping", "max_tokens": 1, "temperature": 0},
+            json={"model": engine.running("served_model_name"), "prompt": "ping", "max_tokens": 1, "temperature": 0},
             timeout=settings.ENGINE_PROBE_TIMEOUT,
         )
     except httpx.HTTPError as exc:

@@ -118,7 +118,7 @@ return changed
 def table() -> dict[str, dict]:
     from inference.models import Engine
 
-    return {e.name: {"model": e.served_model_name, "state": e.state, "url": e.base_url, "enabled": e.enabled}
+    return {e.name: {"model": e.running("served_model_name"), "state": e.state, "url": e.base_url, "enabled": e.enabled}
             for e in Engine.objects.all()}
 
 

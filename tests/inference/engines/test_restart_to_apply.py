@@ -117,3 +117,16 @@ def test_an_admin_save_does_not_write_back_what_the_supervisor_changed_meanwhile
     assert response.status_code == 302, errors(response)
     engine = Engine.objects.get(pk=running.pk)
     assert (engine.state, engine.max_num_seqs, engine.pid) == (S.READY, 8, running.pid)
+
+
+def test_a_served_name_edit_waits_for_the_restart_too(running, admin_client):
+    # The process still answers to the name it was started with: the gateway routes that name and the
+    # liveness probe asks for it (asking for the new one would fail three probes and restart the engine).
+    response = admin_client.post(f"/admin/inference/engine/{running.pk}/change/",
+                                 form(name="edit", port=str(running.port), served_model_name="glm-renamed"))
+    assert response.status_code == 302, errors(response)
+    engine = Engine.objects.get(pk=running.pk)
+    assert engine.served_model_name == "glm-renamed"
+    assert engine.pending_restart() == ["served model name glm-4.7-flash → glm-renamed"]
+    assert routing.table()["edit"]["model"] == "glm-4.7-flash"
+    assert engine.running("served_model_name") == "glm-4.7-flash"
