@@ -17,7 +17,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/glmsite /tmp/glm/wheels/*.whl || exit 4
 export PYTHONPATH=$PWD:/tmp/glmsite:/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
   DO_NOT_TRACK=1 PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 DJANGO_SETTINGS_MODULE=glmadmin.settings \
-  GLMADMIN_DATA_DIR=/tmp/glmdata REDIS_URL=redis://127.0.0.1:6390/0 GLMADMIN_ENGINE_PYTHON=$(command -v python3)
+  GLMADMIN_DATA_DIR=/tmp/glmdata REDIS_URL=redis://127.0.0.1:6390/0 GLMADMIN_ENGINE_PYTHON=$(command -v python3) \
+  GLMADMIN_ENGINE_ENV_PASSTHROUGH=PYTHONPATH  # engines start from a scrubbed environment: the wheels are on PYTHONPATH
 mkdir -p /tmp/glmdata
 LD_LIBRARY_PATH=/tmp/glm/redis /tmp/glm/redis/redis-server --port 6390 --bind 127.0.0.1 --save "" \
   --appendonly no --daemonize yes --dir /tmp/glmdata || exit 5
