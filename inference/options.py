@@ -184,9 +184,11 @@ def command(engine, python: str) -> list[str]:
     return argv + list(engine.extra_args)
 
 
-# What any process needs of the worker's environment (a home for caches, a locale, a time zone, a temp dir).
+# What any process needs of the worker's environment (a home for caches, a locale, a time zone, a temp dir),
+# and where the operator's system keeps the CUDA driver's libraries: NVIDIA's container images find
+# libcuda through LD_LIBRARY_PATH. That one is the worker's own (the operator's), never an engine row's.
 BASIC_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "XDG_CACHE_HOME",
-             "DO_NOT_TRACK")
+             "DO_NOT_TRACK", "LD_LIBRARY_PATH")
 _CREDENTIAL = re.compile(r"SECRET|PASSW|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
 
 

@@ -51,6 +51,15 @@ def test_environment_drops_what_a_row_saved_before_the_checks_holds():
     assert env["VLLM_LOGGING_LEVEL"] == "DEBUG"
 
 
+def test_the_workers_library_path_reaches_the_engine_but_not_its_preloads():
+    # NVIDIA's container images find the CUDA driver's libraries through LD_LIBRARY_PATH: the operator's
+    # (the worker's) own passes on; LD_PRELOAD never does, and no engine row may set either.
+    worker = {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64", "LD_PRELOAD": "/tmp/evil.so", "DATABASE_URL": "x"}
+    env = options.base_environment(worker)
+    assert env["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64"
+    assert "LD_PRELOAD" not in env and "DATABASE_URL" not in env
+
+
 @pytest.mark.django_db
 def test_daily_restart_follows_the_engine_setting():
     engine = make(daily_restart_at=time(3, 0))
