@@ -75,8 +75,12 @@
       updateEngines(msg.state.engines || []);
       document.body.dataset.liveVersion = String(Number(document.body.dataset.liveVersion || 0) + 1);
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       document.body.classList.remove("live");
+      if (event.code === 4401) {  // the session ended (logout, expiry, deactivation): reconnecting cannot help
+        if (lost) { lost.textContent = "Signed out: reload the page to log in again."; lost.hidden = false; }
+        return;
+      }
       if (lost) lost.hidden = false;
       setTimeout(connect, retry * (0.75 + Math.random() / 2));  // jitter: open pages do not reconnect in step
       retry = Math.min(retry * 2, MAX_RETRY);

@@ -37,3 +37,22 @@ def test_a_lost_connection_is_shown_and_the_page_resyncs_when_the_server_is_back
         browser.close()
     print(f"current again {resynced:.2f} s after the server answered")
     assert resynced < 2.0  # the retry is at most a second apart, with jitter; the rest is the snapshot
+
+
+def test_a_page_whose_session_ended_says_signed_out_instead_of_reconnecting(django_user_model, tmp_path):
+    django_user_model.objects.create_user("ops", password=PASSWORD)
+    with sync_playwright() as pw, uvicorn(tmp_path / "uvicorn.log") as (base, _):
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{base}/")
+        page.fill("input[name=username]", "ops")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("body.live")).to_be_attached()
+        other = context.new_page()  # the same session in another tab logs out
+        other.goto(f"{base}/")
+        other.click("form.logout button")
+        expect(page.locator("#live-lost")).to_have_text("Signed out: reload the page to log in again.")
+        expect(page.locator("body.live")).not_to_be_attached()
+        browser.close()
