@@ -9,7 +9,7 @@ walk can also notice a mount made after it read the table. (psutil reads
 /proc/self/mounts, which has neither mount ids nor a bind mount's source.)
 
 Paths are returned as os.fsdecode() gives them (undecodable bytes kept as
-surrogate escapes), the same form os.scandir gives names in.
+surrogate escapes), the same form os.listdir gives names in.
 """
 
 import os
