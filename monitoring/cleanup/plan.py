@@ -143,7 +143,7 @@ def _choose(result: Plan, candidates: list[tuple], busy: set[int], excess: int) 
     When every free candidate is needed they are taken in the scan's order (directory by directory), which
     spares sorting 100,000s of files; otherwise the oldest whose sizes reach excess, oldest first.
     """
-    free = [f for f in candidates if f[2] not in busy]
+    free = [f for f in candidates if f[2] not in busy] if busy else candidates
     if len(free) < len(candidates):
         result.kept[Kept.OPEN] = len(candidates) - len(free)
     if sum(map(itemgetter(3), free)) <= excess:
