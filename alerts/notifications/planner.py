@@ -76,10 +76,11 @@ def release_silenced() -> list[int]:
     pending = (IncidentEvent.objects.filter(silenced_by__isnull=False, released=False)
                .select_related("incident__acknowledged_by", "silenced_by").order_by("at", "pk"))
     latest = {event.incident_id: event for event in pending}  # the last silenced transition of each
+    quiet = silences.active() if latest else []
     planned = []
     for event in latest.values():
         incident = event.incident
-        if incident.is_open and silences.covering(incident) is not None:
+        if incident.is_open and silences.covering(incident, among=quiet) is not None:
             continue  # still silenced (perhaps by a newer silence)
         reason = REASON_FOR_EVENT.get(event.kind)
         if incident.is_open and reason is not None:
@@ -141,8 +142,9 @@ def plan_escalations() -> list[int]:
 
 def _unacknowledged_reds(now):
     """(incident, the event that made it red) for each open, red, unacknowledged and unsilenced incident."""
+    quiet = silences.active(now)
     for incident in Incident.objects.open().filter(level=Level.RED, acknowledged_at__isnull=True):
-        if silences.covering(incident, at=now) is not None:
+        if silences.covering(incident, among=quiet) is not None:
             continue
         red_since = (incident.events.filter(level=Level.RED, kind__in=[EventKind.OPENED, EventKind.ESCALATED])
                      .order_by("at", "pk").last())

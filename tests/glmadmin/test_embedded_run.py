@@ -7,25 +7,15 @@ SQLite database; the test kills Redis with SIGKILL, as a crash or the OOM killer
 import os
 import signal
 import sqlite3
-import subprocess
-import time
 from datetime import UTC, datetime
 
 import httpx
 import psutil
 import pytest
 
-from tests.support.processes import ROOT, free_port
+from tests.support.processes import free_port, process_group, wait_for
 
 SUPERVISED = {"web", "worker", "alerts", "notify", "beat"}
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling real processes and files: the condition is checked, not assumed
-    return found
 
 
 def processes_under(data_dir) -> dict[str, psutil.Process]:
@@ -62,20 +52,11 @@ def stack(tmp_path):
     env.update(GLMADMIN_DATA_DIR=str(data_dir), GLMADMIN_PORT=str(port), GLMADMIN_DEMO_ENGINE="off",
                GLMADMIN_ADMIN_PASSWORD="pw-embedded-run-1", GLMADMIN_REDIS_PREFIX="embedded")
     log = tmp_path / "run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(["scripts/run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/login/"), 300, f"the web server:\n{log.read_text()}")
+    with process_group(["scripts/run"], log, env) as run:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/login/"), 300, f"the web server:\n{log.read_text()}",
+                 pace=0.2)
         yield data_dir, f"http://127.0.0.1:{port}", run
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
-            try:
-                run.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(run.pid, signal.SIGKILL)
-        print(f"scripts/run's output:\n{log.read_text()[-6000:]}")  # shown by pytest for a failed test
+    print(f"scripts/run's output:\n{log.read_text()[-6000:]}")  # shown by pytest for a failed test
 
 
 def _answers(url: str) -> bool:
@@ -92,9 +73,9 @@ def test_a_killed_redis_is_restarted_and_the_rest_keeps_running(stack):
         found = processes_under(data_dir)
         return found if set(found) >= SUPERVISED | {"redis"} else None
 
-    before = wait_for(all_running, 60, "every process of the stack")
+    before = wait_for(all_running, 60, "every process of the stack", pace=0.2)
     database = data_dir / "glmadmin.sqlite3"
-    wait_for(lambda: last_disk_check(database), 60, "a first disk check")
+    wait_for(lambda: last_disk_check(database), 60, "a first disk check", pace=0.2)
 
     os.kill(before["redis"].pid, signal.SIGKILL)
     killed_at = datetime.now(UTC)
@@ -103,12 +84,13 @@ def test_a_killed_redis_is_restarted_and_the_rest_keeps_running(stack):
         found = all_running()
         return found if found and found["redis"].pid != before["redis"].pid else None
 
-    after = wait_for(new_redis, 60, "a new Redis")
+    after = wait_for(new_redis, 60, "a new Redis", pace=0.2)
 
     for role in SUPERVISED:  # nobody else was restarted, nobody stopped
         assert after[role].pid == before[role].pid and after[role].is_running(), role
     # The workers and beat found the new Redis: disk checks (beat -> alerts lane -> database) go on.
-    wait_for(lambda: (last_disk_check(database) or killed_at) > killed_at, 90, "a disk check after the restart")
+    wait_for(lambda: (last_disk_check(database) or killed_at) > killed_at, 90, "a disk check after the restart",
+             pace=0.2)
     assert _answers(f"{base}/login/")
 
     os.killpg(run.pid, signal.SIGINT)  # Ctrl-C stops everything, engines aside

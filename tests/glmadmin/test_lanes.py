@@ -4,10 +4,7 @@ The workers are the Procfile's own commands, as `scripts/run` starts them, on th
 Redis; the hanging sends go to a real webhook receiver that holds every request.
 """
 
-import os
-import signal
-import subprocess
-import time
+import contextlib
 
 import pytest
 import yaml
@@ -17,7 +14,7 @@ from glmadmin.celery import app
 from monitoring.models import DiskSample, WatchedFilesystem
 from tests.support import notify as notify_support
 from tests.support.notify import reading, webhook
-from tests.support.processes import ROOT, subprocess_env
+from tests.support.processes import ROOT, process_group, subprocess_env, wait_for
 
 receiver = notify_support.receiver  # a real webhook receiver, as a fixture of this module
 
@@ -71,31 +68,19 @@ def test_alerting_tasks_never_share_a_lane_with_sends_cleanup_or_engines():
 
 @pytest.fixture
 def workers(transactional_db, tmp_path):
-    """Start the Procfile's alerts and notify workers; stop their process groups afterwards."""
+    """Start the Procfile's workers by name; their process groups are stopped afterwards."""
     # Sends give up after 60 s, so the receiver's 30 s hold keeps both notify slots busy throughout.
     env = {**subprocess_env(), "GLMADMIN_HOST_NAME": "local", "GLMADMIN_NOTIFY_TIMEOUT": "60"}
-    started = []
+    with contextlib.ExitStack() as stack:
+        logs = []
 
-    def start(name):
-        log = (tmp_path / f"{name}.log").open("w")
-        started.append((subprocess.Popen(["bash", "-c", procfile()[name]], cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True), tmp_path / f"{name}.log"))
+        def start(name):
+            logs.append(tmp_path / f"{name}.log")
+            stack.enter_context(process_group(["bash", "-c", procfile()[name]], logs[-1], env))
 
-    yield start
-    for proc, log in started:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        yield start
+    for log in logs:
         print(f"{log.name}:\n{log.read_text()[-3000:]}")  # shown by pytest for a failed test
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # polling the database and the receiver: the condition is checked, not assumed
 
 
 def test_a_disk_check_runs_while_every_send_hangs(workers, receiver, no_default_filesystems, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from alerts.models import Incident
 from monitoring.disk_check import simulate
-from tests.support.processes import subprocess_env, uvicorn
+from tests.support.processes import subprocess_env, uvicorn, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "pw-redis-down-1"
@@ -21,16 +21,8 @@ def private_redis(tmp_path):
     sock = tmp_path / "redis.sock"
     proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    client_ok = False
-    for _ in range(100):
-        try:
-            client_ok = subprocess.run(["redis-cli", "-s", str(sock), "ping"], capture_output=True, text=True,
-                                       timeout=2).stdout.strip() == "PONG"
-        except subprocess.TimeoutExpired:
-            pass
-        if client_ok:
-            break
-    assert client_ok, "redis-server did not start"
+    wait_for(lambda: subprocess.run(["redis-cli", "-s", str(sock), "ping"], capture_output=True, text=True,
+                                    timeout=5).stdout.strip() == "PONG", 30, "redis-server answering")
     yield proc, f"unix://{sock}"
     proc.kill()
     proc.wait()

@@ -1,6 +1,5 @@
 """A real vLLM engine (the demo model) for the chat tests, on the chat's own ports."""
 
-import time
 
 import pytest
 
@@ -80,9 +79,3 @@ def nothing_held(engine, user) -> bool:
             and rd.client().zcard(limits.busy_key(caller)) == 0)
 
 
-def wait_for(condition, timeout: float, what: str, pace: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} not seen in {timeout} s"
-        time.sleep(pace)  # the pace of polling the engine, not a wait for an event
-    return result

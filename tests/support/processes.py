@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -71,3 +72,30 @@ def uvicorn(log_path: Path, env: dict | None = None, port: int | None = None):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def wait_for(condition, timeout: float, what: str, pace: float = 0.1):
+    """Poll `condition` until it returns something true (returned), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} not seen in {timeout} s"
+        time.sleep(pace)  # the pace of polling real processes and files, not a wait for an event
+    return result
+
+
+@contextlib.contextmanager
+def process_group(argv: list[str], log_path: Path, env: dict | None = None):
+    """A command in its own session, output to a file; its whole group is stopped (TERM, then KILL) after."""
+    with log_path.open("a") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env or subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

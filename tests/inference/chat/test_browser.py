@@ -9,8 +9,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.support import chat as chat_support
 from tests.support.browser import CHROMIUM_FLAGS
-from tests.support.chat import LONG, MODEL, generated, nothing_held, running, wait_for
-from tests.support.processes import manage
+from tests.support.chat import LONG, MODEL, generated, nothing_held, running
+from tests.support.processes import manage, wait_for
 
 pytestmark = [pytest.mark.browser]
 PASSWORD = "pw-chat-browser-1234"
