@@ -35,18 +35,18 @@ async def test_snapshot_first_then_changes(django_user_model):
     ws = communicator(ORIGIN, cookie)
     connected, _ = await ws.connect()
     assert connected
-    first = await ws.receive_json_from(timeout=5)
+    first = await ws.receive_json_from(timeout=30)
     assert first["type"] == "state"
     assert first["state"]["incidents"] == []
     assert "DISK:" in first["html"]["statusbar"]
 
     await database_sync_to_async(simulate)("orange")
-    changed = await ws.receive_json_from(timeout=5)
+    changed = await ws.receive_json_from(timeout=30)
     assert [i["level"] for i in changed["state"]["incidents"]] == ["orange"]
     assert "banner-orange" in changed["html"]["alerts"]
 
     await database_sync_to_async(simulate)(None)
-    cleared = await ws.receive_json_from(timeout=5)
+    cleared = await ws.receive_json_from(timeout=30)
     assert cleared["state"]["incidents"] == []
     assert cleared["html"]["alerts"].strip() == ""
     await ws.disconnect()
@@ -57,7 +57,7 @@ async def test_reconnecting_page_gets_current_state(django_user_model):
     await database_sync_to_async(simulate)("red")
     ws = communicator(ORIGIN, cookie)
     assert (await ws.connect())[0]
-    first = await ws.receive_json_from(timeout=5)
+    first = await ws.receive_json_from(timeout=30)
     assert [i["level"] for i in first["state"]["incidents"]] == ["red"]
     assert first["state"]["admission"]["paused"] is True
     assert "New inference requests are paused" in first["html"]["alerts"]
@@ -69,10 +69,10 @@ async def test_every_open_page_gets_the_change(django_user_model):
     pages = [communicator(ORIGIN, cookie) for _ in range(3)]
     for ws in pages:
         assert (await ws.connect())[0]
-        await ws.receive_json_from(timeout=5)  # the snapshot
+        await ws.receive_json_from(timeout=30)  # the snapshot
     await database_sync_to_async(simulate)("yellow")
     for ws in pages:
-        msg = await ws.receive_json_from(timeout=5)
+        msg = await ws.receive_json_from(timeout=30)
         assert "toast" in msg["html"]["alerts"]
         await ws.disconnect()
 
@@ -86,10 +86,10 @@ async def test_engine_state_changes_are_pushed(django_user_model):
                                                                  served_model_name="glm")
     ws = communicator(ORIGIN, cookie)
     assert (await ws.connect())[0]
-    first = await ws.receive_json_from(timeout=5)
+    first = await ws.receive_json_from(timeout=30)
     assert first["state"]["engines"] == [{"name": "glm", "state": "stopped"}]
     await database_sync_to_async(supervisor._transition)(engine, "starting", "started pid 1", pid=1)
-    changed = await ws.receive_json_from(timeout=5)
+    changed = await ws.receive_json_from(timeout=30)
     assert changed["state"]["engines"] == [{"name": "glm", "state": "starting"}]
     assert "ENGINE: 0/1 ready" in changed["html"]["statusbar"]
     await ws.disconnect()

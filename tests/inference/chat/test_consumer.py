@@ -118,7 +118,7 @@ async def test_stop_aborts_the_upstream_request(engine, django_user_model, long_
     await ws.send_json_to({"type": "stop"})
     _, done = await answer(ws)
     assert done == {"type": "done", "finish_reason": "stopped", "usage": None}
-    await eventually(lambda: nothing_held(engine, user), 10, "the engine and gateway let go of the request")
+    await eventually(lambda: nothing_held(engine, user), 60, "the engine and gateway let go of the request")
     assert await asyncio.to_thread(generated, engine) - before < LONG["max_tokens"]  # cut short, not finished
 
     # The socket takes the next turn at once.
@@ -138,7 +138,7 @@ async def test_closing_the_page_aborts_the_upstream_request(engine, django_user_
     # Waits for the consumer to finish closing (abort upstream, release slots). The communicator's own 1 s
     # is too short beside an engine that keeps both CPUs busy: it would cancel the consumer mid-close.
     await ws.disconnect(timeout=30)
-    await eventually(lambda: nothing_held(engine, user), 10, "the request aborted after the page left")
+    await eventually(lambda: nothing_held(engine, user), 60, "the request aborted after the page left")
     assert await asyncio.to_thread(generated, engine) - before < LONG["max_tokens"]
 
 

@@ -85,10 +85,10 @@ async def test_cycles_reach_open_pages_and_nothing_is_sent_twice(django_user_mod
     cookie = await session_cookie(django_user_model)
     ws = WebsocketCommunicator(application, "/ws/live/", headers=[ORIGIN, cookie])
     assert (await ws.connect())[0]
-    first = await ws.receive_json_from(timeout=5)
+    first = await ws.receive_json_from(timeout=30)
     assert "Not sampled yet" in first["html"]["telemetry"]
     await database_sync_to_async(tasks.sample_telemetry)()
-    sampled = await ws.receive_json_from(timeout=5)
+    sampled = await ws.receive_json_from(timeout=30)
     assert sampled["state"]["telemetry"]["hosts"][0]["gpus"][0]["utilization"] == 37
     assert 'data-gpu="0"' in sampled["html"]["telemetry"]
     # The same state again is not published.
@@ -96,7 +96,7 @@ async def test_cycles_reach_open_pages_and_nothing_is_sent_twice(django_user_mod
     assert await ws.receive_nothing(timeout=0.5)
     nvml.gpus[0]["util"] = 88
     await database_sync_to_async(tasks.sample_telemetry)()
-    changed = await ws.receive_json_from(timeout=5)
+    changed = await ws.receive_json_from(timeout=30)
     assert changed["state"]["telemetry"]["hosts"][0]["gpus"][0]["utilization"] == 88
     assert "88 %" in changed["html"]["telemetry"]
     await ws.disconnect()
