@@ -9,6 +9,7 @@ row records the event. So every transition is recorded exactly once.
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -26,8 +27,10 @@ class Transition:
 
 
 def drive(source: str, target: str | None, *, kind: str, title: str, value: float | None,
-          message: str, is_test: bool = False) -> Transition | None:
+          message: str, is_test: bool = False, host: str | None = None) -> Transition | None:
     """Move the open incident of `source` to `target` (None = resolved).
+
+    `host` is the machine the trouble is on; by default the one running this code (GLMADMIN_HOST_NAME).
 
     Returns the transition this call made, or None when there was nothing to do
     or a concurrent caller made it first.
@@ -36,18 +39,19 @@ def drive(source: str, target: str | None, *, kind: str, title: str, value: floa
     if current is None:
         if target is None:
             return None
-        return _open(source, target, kind=kind, title=title, value=value, message=message, is_test=is_test)
+        return _open(source, target, kind=kind, title=title, value=value, message=message, is_test=is_test,
+                     host=settings.GLMADMIN_HOST_NAME if host is None else host)
     if target == current.level:
         return None
     return _move(current, target, value=value, message=message)
 
 
-def _open(source, target, *, kind, title, value, message, is_test) -> Transition | None:
+def _open(source, target, *, kind, title, value, message, is_test, host) -> Transition | None:
     now = timezone.now()
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
-                source=source, kind=kind, title=title, level=target, peak_level=target, value=value,
+                source=source, kind=kind, host=host, title=title, level=target, peak_level=target, value=value,
                 message=message, is_test=is_test, opened_at=now, updated_at=now,
             )
             event = IncidentEvent.objects.create(incident=incident, at=now, kind=Kind.OPENED, level=target,

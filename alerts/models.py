@@ -34,9 +34,14 @@ class Incident(models.Model):
         GPU = "gpu", "GPU"
         TELEMETRY = "telemetry", "Telemetry"
         WORKER = "worker", "Background worker"
+        CHECK = "check", "Check stalled"  # a check that did not finish within its deadline (a hung mount, NVML)
+        MONITORING = "monitoring", "Monitoring stalled"  # no check completed for too long (the dead man's switch)
 
     source = models.CharField(max_length=200, help_text="What the incident is about, e.g. disk:/data.")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    host = models.CharField(max_length=100, blank=True, db_index=True,
+                            help_text="The glmadmin host the trouble is on (GLMADMIN_HOST_NAME, an engine's host): "
+                                      "inhibition and grouping act per host.")
     title = models.CharField(max_length=200)
     level = models.CharField(max_length=10, choices=Level.choices)
     peak_level = models.CharField(max_length=10, choices=Level.choices)

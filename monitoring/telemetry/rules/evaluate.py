@@ -17,7 +17,7 @@ from inference.models import Engine, EngineState
 
 from ...models import TelemetryRules
 from ..readings import Cycle
-from .actions import restart
+from .actions import restart, stop
 from .checks import RULES, Context, Observation, observe
 from .state import Outcome, State, Track
 
@@ -75,11 +75,13 @@ def _raise(track: Track, obs: Observation, cycle: Cycle, rules: TelemetryRules) 
     if obs.restart and obs.engine is not None:
         message += "; " + restart(obs.engine, f"{obs.title}: {obs.detail}", cycle.taken_at,
                                   rules.restart_cooldown_minutes)
+    elif obs.stop and obs.engine is not None:
+        message += "; " + stop(obs.engine, f"{obs.title}: {obs.detail}")
     elif obs.withheld:
         message += "; " + obs.withheld
         track.withheld = True
     transition = drive(obs.source, obs.rule.level, kind=obs.rule.kind, title=obs.title, value=obs.value,
-                       message=message[:500])
+                       message=message[:500], host=cycle.host_name)
     return Change(obs.source, True, obs) if transition else None
 
 

@@ -43,7 +43,7 @@ def check_data_flow() -> list[tuple[str, str]]:
     for host in sorted(expected | open_hosts):
         level, age, message = _judge(host, host in expected, last.get(host), rules)
         transition = drive(source(host), level, kind=Incident.Kind.TELEMETRY, title=f"Telemetry: no data from {host}",
-                           value=age, message=message[:500])
+                           value=age, message=message[:500], host=host)
         if transition:
             changes.append((host, transition.kind))
     if changes:
