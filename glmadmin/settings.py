@@ -249,9 +249,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("GLMADMIN_LOG_LEVEL", "INFO")},
     # One line per probe request, or per periodic task sent, received and finished, would drown
-    # the log (checks run every few seconds); failures still show.
+    # the log (checks run every few seconds); failures still show. Axes: a line per login, and per
+    # failure and lockout at WARNING.
     "loggers": {name: {"level": "WARNING"} for name in
-                ("httpx", "celery.app.trace", "celery.worker.strategy", "celery.beat")},
+                ("httpx", "celery.app.trace", "celery.worker.strategy", "celery.beat", "axes")},
 }
 
 # --- gateway (inference/gateway) -------------------------------------------------
@@ -297,6 +298,12 @@ WEB_MAX_BODY_BYTES = env_int("GLMADMIN_WEB_MAX_BODY_BYTES", 1024 * 1024, minimum
 CHAT_HISTORY_MAX_CHARS = env_int("GLMADMIN_CHAT_HISTORY_MAX_CHARS", 8000, minimum=100)
 # The longest answer the page asks for; the page may ask for less.
 CHAT_MAX_TOKENS = env_int("GLMADMIN_CHAT_MAX_TOKENS", 1024, minimum=1)
+# The chat websocket is an edge like the API: a message longer than this (the page sends the whole
+# conversation with each question) is refused unread, and each socket and each user (over all their
+# sockets) may send this many messages a minute; a human sends a few.
+CHAT_SOCKET_MAX_MESSAGE_CHARS = env_int("GLMADMIN_CHAT_SOCKET_MAX_MESSAGE_CHARS", 1_000_000, minimum=10_000)
+CHAT_SOCKET_MESSAGES_PER_MINUTE = env_int("GLMADMIN_CHAT_SOCKET_MESSAGES_PER_MINUTE", 60, minimum=1)
+CHAT_USER_MESSAGES_PER_MINUTE = env_int("GLMADMIN_CHAT_USER_MESSAGES_PER_MINUTE", 120, minimum=1)
 
 # --- telemetry (monitoring/telemetry) --------------------------------------------
 # Sampling interval and retention are edited in the admin (Telemetry settings), not here.

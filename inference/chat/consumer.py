@@ -8,6 +8,9 @@ A token message carries every delta that arrived since the last one (at most 40 
 Each answer runs in its own task so that "stop" (and engine state changes) are handled while tokens
 stream; stop and disconnect abort the upstream request, which frees the engine's slot at once.
 The socket closes with 4401 when its session ends (logout, expiry, deactivation, a new password).
+A message over the size cap, or over the per-socket or per-user rate, is answered with an error
+({"type": "error", "code": "message_too_large" or "rate_limited", "retry_after"}) and not acted on
+(socket_limits.py).
 """
 
 import asyncio
@@ -25,7 +28,7 @@ from inference.gateway.errors import GatewayError
 from inference.gateway.keys import Caller
 from inference.gateway.relay import open_stream
 
-from . import conversation, stream
+from . import conversation, socket_limits, stream
 from .stream import AnswerError
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class ChatConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
         self.answer: asyncio.Task | None = None
         self.closed = False
         self.states = None
+        self.window = socket_limits.SocketWindow()
         await self.bind_session()
         # Told (with the new states) when a model's state changes: the model indicator follows it.
         await self.channel_layer.group_add(routing.GROUP, self.channel_name)
@@ -63,6 +67,15 @@ class ChatConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
         self.closed = True  # nothing more goes to the page
         await self.stop_answer()  # the engine stops generating for someone signed out
         await super().end_session()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        # Size and rate first: a refused message is neither parsed nor checked against the session store.
+        try:
+            await socket_limits.check(self.window, self.user.pk, text_data, bytes_data)
+        except socket_limits.Refused as refused:
+            await self.send_error(refused.code, refused.message, retry_after=refused.retry_after)
+            return
+        await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
 
     async def receive_json(self, content, **kwargs):
         if not await self.session_valid():  # signed out, expired or deactivated since the last message
