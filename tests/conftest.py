@@ -1,9 +1,14 @@
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from glmadmin.lib import redis as rd
 from tests.support.processes import uvicorn
+
+# Playwright's assertions wait 5 s by default: too short on a loaded 2-core CI machine, where a page
+# update behind an engine or a websocket can take longer. They still pass as soon as the page is right.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(autouse=True)
