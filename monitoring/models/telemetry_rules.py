@@ -94,6 +94,33 @@ class TelemetryRules(models.Model):
                                        help_text="Never raised on a machine without NVIDIA GPUs.")
     nvml_cycles = models.PositiveSmallIntegerField("NVML failing for (cycles)", default=3,
                                                    validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    # --- GPU health (NVML: Xid, ECC, row remapping, clocks, PCIe, NVLink) --------------
+    gpu_health_enabled = models.BooleanField(
+        "GPU health rules on", default=True,
+        help_text="A failing GPU (orange) or a degraded one (yellow), each with what to do, from NVIDIA's Xid "
+                  "catalogue and ECC / row-remapping guidance. Signals a GPU does not support raise nothing.")
+    gpu_health_stop = models.BooleanField(
+        "drain and stop the engine on a failing GPU", default=True,
+        help_text="So the gateway stops routing to it; it stays stopped until an operator starts it again once "
+                  "the GPU is reset or replaced. glmadmin never resets a GPU itself.")
+    gpu_xid_restart = models.BooleanField(
+        "restart the engine after an application fault", default=True,
+        help_text="Xid 13, 31, 43, 45 and 94: the engine's own fault, which a restart clears (at most once per "
+                  "cool-down).")
+    gpu_xid_hold_minutes = models.PositiveIntegerField(
+        "an Xid counts for (minutes)", default=30, validators=[MinValueValidator(1), MaxValueValidator(DAY // 60)],
+        help_text="An Xid is an event, not a level: the GPU's state keeps it this long after the last one.")
+    gpu_throttle_seconds = _for(60, "Hardware or thermal clock slowdown must last this long before it is raised.")
+    gpu_retired_pages_limit = models.PositiveIntegerField(
+        "retired pages before a replacement", default=60, validators=[MinValueValidator(1)],
+        help_text="NVIDIA's guidance for GPUs that retire pages (before Ampere): 60 or more qualify for a "
+                  "replacement.")
+    gpu_pcie_replays_per_minute = models.FloatField(
+        "PCIe replays above (per minute)", default=8.0, validators=[MinValueValidator(0)],
+        help_text="The replay counter's growth between two cycles (DCGM's default watch is 8 per minute).")
+    gpu_nvlink_errors_per_minute = models.FloatField(
+        "NVLink errors above (per minute)", default=0.0, validators=[MinValueValidator(0)],
+        help_text="CRC, replay and recovery errors of the GPU's active links together, growth between two cycles.")
     # --- shared -------------------------------------------------------------------
     restart_cooldown_minutes = models.PositiveIntegerField(
         "restart cool-down (minutes)", default=15, validators=[MinValueValidator(1), MaxValueValidator(DAY // 60)],

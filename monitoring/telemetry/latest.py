@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from glmadmin.lib import redis as rd
 
-from .readings import Cycle, EngineReading, GpuProcess, GpuReading, HostReading
+from .readings import Cycle, EngineReading, Finding, GpuHealthReading, GpuProcess, GpuReading, HostReading
 
 KEEP_SECONDS = 3600  # long enough to show "last sample 20 min ago" when a host's sampler stopped
 
@@ -53,5 +53,8 @@ def loads(raw: str) -> Cycle:
     gpus = tuple(GpuReading(**{**g, "processes": tuple(GpuProcess(**p) for p in g["processes"])})
                  for g in data["gpus"])
     engines = tuple(EngineReading(**{**e, "gpus": tuple(e["gpus"])}) for e in data["engines"])
+    health = tuple(GpuHealthReading(**{**h, "findings": tuple(Finding(**f) for f in h["findings"])})
+                   for h in data.get("gpu_health", ()))  # a cycle stored before health was read has none
     return Cycle(taken_at=datetime.fromisoformat(data["taken_at"]), host_name=data["host_name"],
-                 host=HostReading(**data["host"]), gpus=gpus, gpu_status=data["gpu_status"], engines=engines)
+                 host=HostReading(**data["host"]), gpus=gpus, gpu_status=data["gpu_status"], engines=engines,
+                 gpu_health=health)

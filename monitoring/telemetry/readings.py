@@ -33,6 +33,25 @@ class GpuReading:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One thing wrong with a GPU's health (see gpu_verdict), with what to do about it."""
+
+    signal: str  # xid, nvml, ecc, remap, retired, clocks, pcie-width, pcie-gen, pcie-replay, nvlink
+    state: str  # degraded or failing
+    detail: str  # the reading, in words
+    action: str  # what to do, in words
+    kind: str  # restart-engine / reset-gpu / replace / check: what glmadmin may do about it
+
+
+@dataclass(frozen=True)
+class GpuHealthReading:
+    index: int
+    state: str  # ok / degraded / failing
+    findings: tuple[Finding, ...] = ()
+    signals: dict[str, str] = field(default_factory=dict)  # signal -> its value in words, or "not supported"
+
+
+@dataclass(frozen=True)
 class EngineReading:
     engine_id: int
     gpus: tuple[int, ...]  # the GPU indices the engine was given (empty: CPU engine)
@@ -63,3 +82,4 @@ class Cycle:
     # "" when NVML answered; "no GPU" on a machine without NVIDIA GPUs; else the NVML error.
     gpu_status: str = ""
     engines: tuple[EngineReading, ...] = field(default=())
+    gpu_health: tuple[GpuHealthReading, ...] = ()  # per GPU, also for GPUs NVML no longer answers for

@@ -14,7 +14,7 @@ from glmadmin.lib import redis as rd
 from inference import engine_client
 from inference.models import Engine, EngineState
 
-from . import engine_metrics
+from . import engine_metrics, gpu_health_cycle
 from .process_table import EngineProcess, ProcessTable
 from .readings import Cycle, EngineReading, GpuProcess, GpuReading, HostReading
 
@@ -32,7 +32,15 @@ def take_cycle() -> Cycle:
     table = ProcessTable([EngineProcess(e.pk, e.pid, e.process_started_at) for e in engines])
     gpus, gpu_status = read_gpus(table)
     return Cycle(taken_at=timezone.now(), host_name=host, host=read_host(), gpus=gpus, gpu_status=gpu_status,
-                 engines=read_engines(engines, table))
+                 engines=read_engines(engines, table), gpu_health=read_gpu_health(host, gpus, gpu_status))
+
+
+def read_gpu_health(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple:
+    try:
+        return gpu_health_cycle.read(host, gpus, gpu_status)
+    except Exception:  # noqa: BLE001 - a broken health read must not cost the cycle's other readings
+        log.exception("GPU health not read")
+        return ()
 
 
 def read_gpus(table: ProcessTable) -> tuple[tuple[GpuReading, ...], str]:

@@ -1,4 +1,5 @@
-"""What a rule may do besides raising an incident: restart an engine, at most once per cool-down."""
+"""What a rule may do besides raising an incident: restart an engine, at most once per cool-down, or
+drain and stop the engine of a failing GPU."""
 
 import logging
 from datetime import datetime, timedelta
@@ -33,6 +34,21 @@ def restart(engine: Engine, reason: str, at: datetime, cooldown_minutes: int) ->
         log.exception("could not kick engine %s after a rule restart", engine.name)
     log.warning("rule restart of engine %s: %s", engine.name, reason)
     return f"engine {engine.name} restarted at {_clock(at)}"
+
+
+def stop(engine: Engine, reason: str) -> str:
+    """Drain and stop `engine` (its GPU is failing): the gateway stops routing to it at once (draining), and it
+    stays stopped (disabled) until an operator starts it again. Returns what happened, in words."""
+    if not engine.enabled:
+        return f"engine {engine.name} is stopped already"
+    control.request_stop(engine)
+    try:
+        control.kick(engine)
+    except Exception:  # noqa: BLE001 - the host's periodic reconcile carries the stop out anyway
+        log.exception("could not kick engine %s after a rule stop", engine.name)
+    log.warning("rule stop of engine %s: %s", engine.name, reason)
+    return (f"engine {engine.name} drained and stopped (the gateway no longer routes to it); start it again "
+            "once the GPU is fixed")
 
 
 def _claim(engine: Engine, reason: str, at: datetime, cooldown: timedelta) -> bool:

@@ -34,6 +34,13 @@ class TelemetryRulesAdmin(admin.ModelAdmin):
               "raises nothing about GPUs.",
               "no_data_enabled", "no_data_intervals", ("metrics_missing_enabled", "metrics_missing_cycles"),
               ("nvml_enabled", "nvml_cycles")),
+        _rule("GPU health (orange when failing, yellow when degraded)",
+              "Xid events, uncorrectable ECC errors, row remapping, retired pages, hardware clock slowdown, the "
+              "PCIe link and its replays, NVLink errors and a GPU NVML no longer answers for; each incident says "
+              "what to do.",
+              "gpu_health_enabled", "gpu_health_stop", "gpu_xid_restart", ("gpu_xid_hold_minutes",
+                                                                              "gpu_throttle_seconds"),
+              "gpu_retired_pages_limit", ("gpu_pcie_replays_per_minute", "gpu_nvlink_errors_per_minute")),
         _rule("Restarts and clearing", "", "restart_cooldown_minutes", "clear_margin", "clear_seconds"),
     )
 

@@ -15,7 +15,7 @@ from inference.models import Engine, EngineState
 
 from ...models.telemetry_rules import RESERVATION_MARGIN, TelemetryRules
 from ..readings import Cycle, EngineReading, GpuReading
-from .state import Baseline, Outcome, make_source
+from .state import Baseline, Outcome, make_source, parse_source
 
 GIB = 1024**3
 BASELINE_MIN_SAMPLES = 6  # p95 values (cycles with traffic) a baseline needs at the least
@@ -42,7 +42,10 @@ TTFT = Rule("ttft", "ttft_enabled", Level.YELLOW, Incident.Kind.TELEMETRY)
 DRIFT = Rule("ttft-drift", "drift_enabled", Level.YELLOW, Incident.Kind.TELEMETRY)
 METRICS = Rule("metrics", "metrics_missing_enabled", Level.YELLOW, Incident.Kind.TELEMETRY)
 NVML = Rule("nvml", "nvml_enabled", Level.ORANGE, Incident.Kind.GPU)
-RULES = {rule.name: rule for rule in (GPU_MEMORY, KV_CACHE, FOREIGN, IMBALANCE, STUCK, TTFT, DRIFT, METRICS, NVML)}
+GPU_FAILING = Rule("gpu-failing", "gpu_health_enabled", Level.ORANGE, Incident.Kind.GPU)
+GPU_DEGRADED = Rule("gpu-degraded", "gpu_health_enabled", Level.YELLOW, Incident.Kind.GPU)
+RULES = {rule.name: rule for rule in (GPU_MEMORY, KV_CACHE, FOREIGN, IMBALANCE, STUCK, TTFT, DRIFT, METRICS, NVML,
+                                      GPU_FAILING, GPU_DEGRADED)}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Observation:
     detail: str  # the reading in words, for the incident's message
     engine: Engine | None = None
     restart: bool = False  # raising it restarts `engine`
+    stop: bool = False  # raising it drains and stops `engine` (its GPU is failing)
     withheld: str = ""  # why a restart the rule would make does not help this time ("" when it does)
     for_seconds: float = 0
     min_cycles: int = 1
@@ -307,7 +311,41 @@ def nvml_failing(ctx: Context) -> Iterator[Observation]:
         min_cycles=ctx.rules.nvml_cycles)
 
 
-CHECKS = [gpu_memory, kv_cache, foreign_processes, imbalance, stuck, ttft, drift, metrics_missing, nvml_failing]
+def gpu_health(ctx: Context) -> Iterator[Observation]:
+    """One observation per GPU, health state and signal (Xid, ECC, remap, ...), each finding's action in its
+    message; a failing GPU's engine is drained and stopped, an application fault restarts the engine."""
+    rules = ctx.rules
+    for health in ctx.cycle.gpu_health:
+        engine = ctx.engine_on_gpu(health.index)
+        subject, seen = f"gpu{health.index}", set()
+        groups: dict[tuple[Rule, str], list] = {}
+        for finding in health.findings:
+            rule = GPU_FAILING if finding.state == "failing" else GPU_DEGRADED
+            groups.setdefault((rule, finding.signal), []).append(finding)
+        for (rule, signal), findings in groups.items():
+            source = ctx.source(subject, rule, signal)
+            seen.add(source)
+            on = f" (engine {engine.name})" if engine else ""
+            # A failing GPU's engine is stopped, not restarted onto the same GPU.
+            restart = (rules.gpu_xid_restart and engine is not None and health.state != "failing"
+                       and any(f.kind == "restart-engine" for f in findings))
+            yield Observation(
+                rule, source, Outcome.TRUE, None,
+                title=f"GPU {health.index} {rule.name.removeprefix('gpu-')}: {findings[0].detail}"[:200],
+                detail="; ".join(f"GPU {health.index}{on}: {f.detail}. Action: {f.action}" for f in findings),
+                engine=engine, restart=restart,
+                stop=rule is GPU_FAILING and rules.gpu_health_stop and engine is not None,
+                for_seconds=rules.gpu_throttle_seconds if signal == "clocks" else 0)
+        prefix = make_source(ctx.host, subject, "")
+        for source in sorted(ctx.known_sources - seen):
+            # This GPU was judged this cycle and the finding is gone.
+            if source.startswith(prefix) and parse_source(source)[0] in (GPU_FAILING.name, GPU_DEGRADED.name):
+                yield Observation(RULES[parse_source(source)[0]], source, Outcome.CLEAR, None, title="",
+                                  detail=f"GPU {health.index}: {source.rsplit(':', 1)[1]} is fine again")
+
+
+CHECKS = [gpu_memory, kv_cache, foreign_processes, imbalance, stuck, ttft, drift, metrics_missing, nvml_failing,
+          gpu_health]
 
 
 def observe(ctx: Context) -> Iterator[Observation]:
