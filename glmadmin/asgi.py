@@ -1,3 +1,4 @@
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -17,6 +18,7 @@ from glmadmin.routing import websocket_urlpatterns as live_websockets  # noqa: E
 from inference.chat.views import MULTIPART_ROOM  # noqa: E402
 from inference.gateway.asgi import application as gateway_app  # noqa: E402
 from inference.routing import websocket_urlpatterns as inference_websockets  # noqa: E402
+from monitoring.deadman import Ticker  # noqa: E402
 
 # Django spools a body to disk before any view or login check: capped here, uploads by their own cap.
 limited_django_app = BodyLimit(django_asgi_app, settings.WEB_MAX_BODY_BYTES,
@@ -31,9 +33,25 @@ async def http(scope, receive, send):
     return await limited_django_app(scope, receive, send)
 
 
+async def lifespan(scope, receive, send):
+    # Every web process watches the disk checks' heartbeat (the dead man's switch): it raises "monitoring
+    # stalled" itself, since the worker or beat that would raise anything may be what stopped.
+    ticker = Ticker()
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            ticker.start()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await asyncio.to_thread(ticker.stop)  # a tick that is sending finishes first (bounded wait)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
         "http": http,
+        "lifespan": lifespan,
         # Origin first (a foreign page cannot ride the session cookie), then the session user.
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(live_websockets + inference_websockets))

@@ -10,13 +10,14 @@ class MonitoringConfig(AppConfig):
 
         from glmadmin import live as hub
 
-        from . import live, watched
+        from . import deadman, live, watched
         from .models import TelemetrySettings, WatchedFilesystem
         from .telemetry import schedule
 
         hub.add_part("disks", live.disks, live.DISKS_FALLBACK)
         hub.add_part("telemetry", live.telemetry, live.TELEMETRY_FALLBACK)
         hub.add_fragment("telemetry", live.telemetry_fragment)
+        hub.add_part("check heartbeat", deadman.part, deadman.FALLBACK)  # "monitoring stalled since ..."
         # Beat reads its schedule from the database: a new sampling interval moves every host's schedule.
         post_save.connect(schedule.on_settings_saved, sender=TelemetrySettings, dispatch_uid="telemetry-interval")
         # A deleted, disabled or re-pathed filesystem resolves its open incident (and lifts its red pause).

@@ -10,7 +10,7 @@ from alerts.models import Incident
 from glmadmin import jobs
 from glmadmin.lib.redis import single_flight
 
-from . import disk_check
+from . import deadman, disk_check
 from .cleanup import service as cleanup
 from .telemetry import schedule as telemetry_schedule
 from .telemetry import service as telemetry
@@ -23,6 +23,7 @@ def check_disks() -> str:
         if not acquired:
             return "skipped: another check is running"
         readings = disk_check.check_all()
+        deadman.record_check()  # only a run that finished counts: a hung one leaves the heartbeat to age
     return f"checked {len(readings)} filesystem(s)"
 
 
