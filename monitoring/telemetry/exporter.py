@@ -16,7 +16,7 @@ from glmadmin import exporter
 from inference.models import Engine, EngineState
 
 from ..models import WatchedFilesystem
-from . import latest
+from . import gpu_verdict, latest
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class PlatformCollector:
                     if value is not None:
                         family.add_metric([cycle.host_name, str(gpu.index), gpu.uuid, gpu.name], value)
             yield family
+        yield from _gpu_health(cycles)
         names = dict(Engine.objects.values_list("pk", "name"))
         procs = _gauge("gpu_process_memory_bytes", "GPU memory held by a process",
                        ["host", "gpu", "pid", "name", "engine"])
@@ -118,6 +119,21 @@ class PlatformCollector:
         for level in Level.values:
             family.add_metric([level], counts.get(level, 0))
         yield family
+
+
+def _gpu_health(cycles):
+    """Issue 19: each GPU's health state (1 for the state it is in) and each finding that makes it so."""
+    state = _gauge("gpu_health_state", "1 for the health state each GPU is in (ok, degraded, failing)",
+                   ["host", "gpu", "state"])
+    findings = _gauge("gpu_health_finding", "1 for each signal that makes a GPU degraded or failing",
+                      ["host", "gpu", "signal", "state"])
+    for cycle in cycles:
+        for health in cycle.gpu_health:
+            for choice in (gpu_verdict.OK, gpu_verdict.DEGRADED, gpu_verdict.FAILING):
+                state.add_metric([cycle.host_name, str(health.index), choice], 1 if choice == health.state else 0)
+            for signal, level in dict.fromkeys((f.signal, f.state) for f in health.findings):  # one series each
+                findings.add_metric([cycle.host_name, str(health.index), signal, level], 1)
+    yield from (state, findings)
 
 
 class _Guarded:

@@ -84,3 +84,23 @@ def _rates(health: gpu_health.GpuHealth, previous: dict | None, now: float) -> g
 
     return gpu_verdict.Rates(pcie_replays=per_minute(health.pcie_replays, previous.get("replays")),
                              nvlink_errors=per_minute(_nvlink_total(health), previous.get("nvlink")))
+
+
+def read_now(host: str, gpus: tuple, hold_minutes: int | None = None) -> list[tuple[gpu_health.GpuHealth, str, list]]:
+    """(signals, state, findings) of every GPU now, for `gpu_status`: one look, so no counter growth; the Xids
+    are those the sampler's listener recorded (none when Redis cannot be read)."""
+    rules = TelemetryRules.current()
+    limits = gpu_verdict.Limits(retired_pages=rules.gpu_retired_pages_limit, busy_percent=rules.imbalance_busy_percent)
+    now = time.time()
+    try:
+        xids = xid_listener.recent(host, now - 60 * (hold_minutes or rules.gpu_xid_hold_minutes))
+    except Exception:  # noqa: BLE001 - Redis down: the signals NVML gives are still worth showing
+        log.warning("recent Xid events not read", exc_info=True)
+        xids = []
+    utilization = {g.index: g.utilization for g in gpus}
+    out = []
+    for health in gpu_health.read_all(len(gpus) or None):
+        state, findings = gpu_verdict.assess(health, [x for x in xids if x.index == health.index],
+                                             gpu_verdict.Rates(), limits, utilization.get(health.index))
+        out.append((health, state, findings))
+    return out

@@ -5,6 +5,7 @@ from django.conf import settings
 from glmadmin.lib import nvml
 from inference.models import Engine
 
+from . import gpu_health_cycle, gpu_verdict
 from .process_table import EngineProcess, ProcessTable
 from .templating import size
 
@@ -32,6 +33,21 @@ def lines() -> list[str]:
             out.append(f"{g.index:<4} {p.pid:>8} {table.name(p.pid)[:24]:<24} {size(p.used_bytes):>10}  {owner}")
     if not any(g.processes for g in snapshot.gpus):
         out.append("(no processes)")
+    return out + health_lines(snapshot.gpus)
+
+
+def health_lines(gpus) -> list[str]:
+    """Each GPU's health state with what to do, then every signal ("not supported" where the GPU has none)."""
+    out = ["", f"{'GPU':<4} {'health':<9} finding -> action"]
+    readings = gpu_health_cycle.read_now(settings.GLMADMIN_HOST_NAME, gpus)
+    for health, state, findings in readings:
+        if not findings:
+            out.append(f"{health.index:<4} {state:<9}")
+        for finding in findings:
+            out.append(f"{health.index:<4} {state:<9} {finding.detail} -> {finding.action}")
+    for health, _, _ in readings:
+        shown = " · ".join(f"{name} {value}" for name, value in gpu_verdict.signals(health).items())
+        out.append(f"GPU {health.index} signals: {shown}")
     return out
 
 

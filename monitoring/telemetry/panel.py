@@ -33,20 +33,30 @@ def state() -> dict:
 
 def _host(cycle, names, interval: int) -> dict:
     age = (timezone.now() - cycle.taken_at).total_seconds()
+    health = {h.index: _health(h) for h in cycle.gpu_health}
     host = cycle.host
     return {
         "name": cycle.host_name,
         "taken_at": cycle.taken_at.isoformat(),
         "stale": age > STALE_AFTER_CYCLES * interval + 5,
         "gpu_status": cycle.gpu_status,
-        "gpus": [_gpu(gpu, names) for gpu in cycle.gpus],
+        "gpus": [_gpu(gpu, names, health.get(gpu.index)) for gpu in cycle.gpus],
+        # Also shown while NVML fails as a whole: which GPU stopped answering.
+        "health": list(health.values()),
         "cpu_percent": host.cpu_percent, "memory_used": host.memory_used, "memory_total": host.memory_total,
         "memory_percent": round(100 * host.memory_used / host.memory_total, 1) if host.memory_total else None,
     }
 
 
-def _gpu(gpu, names) -> dict:
+def _health(health) -> dict:
+    return {"index": health.index, "state": health.state, "signals": health.signals,
+            "findings": [{"signal": f.signal, "state": f.state, "detail": f.detail, "action": f.action}
+                         for f in health.findings]}
+
+
+def _gpu(gpu, names, health: dict | None) -> dict:
     return {
+        "health": health,
         "index": gpu.index, "name": gpu.name, "uuid": gpu.uuid, "memory_used": gpu.memory_used,
         "memory_total": gpu.memory_total, "memory_percent": round(gpu.memory_percent, 1),
         "utilization": gpu.utilization, "temperature": gpu.temperature, "power_draw": gpu.power_draw,

@@ -31,7 +31,8 @@ def test_gpus_and_processes_with_their_engine(monkeypatch, capsys):
     gpu_rows = [line.split() for line in out[3:process_header - 1]]
     assert [row[:3] for row in gpu_rows] == [["0", "NVIDIA", "H100"], ["1", "NVIDIA", "H100"]]
     assert "37%" in gpu_rows[0] and "5%" in gpu_rows[1]
-    procs = {int(line.split()[1]): line for line in out[process_header + 1:]}
+    health_header = out.index("", process_header)  # the GPUs' health follows (test_gpu_health_shown.py)
+    procs = {int(line.split()[1]): line for line in out[process_header + 1:health_header]}
     assert len(procs) == 3
     assert procs[tree.grandchild].endswith("llama-70b") and "30.0 GB" in procs[tree.grandchild]
     assert procs[os.getpid()].endswith("foreign")
