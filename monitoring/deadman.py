@@ -214,17 +214,21 @@ class Ticker:
             close_old_connections()
 
     def period(self, seen: Watch) -> float:
-        # A few looks per check interval, so a stall shows soon after its threshold; at most every 5 s.
+        # A look per check interval (at most 5 s apart), so a stall shows soon after its threshold.
         return min(max(seen.interval or self.DEFAULT_PERIOD, 0.5), self.DEFAULT_PERIOD)
 
     def _act(self, seen: Watch) -> None:
         transition = judge(seen)
-        if seen.stalled != self._stalled or transition:
-            live.publish()  # only sent when the pages' state changed (another process may have sent it)
+        changed = seen.stalled != self._stalled or transition is not None
         self._stalled = seen.stalled
-        if transition:
-            for pk in notifications_of(transition):
-                self._deliver(pk)
+        if changed:
+            try:
+                live.publish()  # only sent when the pages' state changed (another process may have sent it)
+            except Exception:  # noqa: BLE001 - the pages are told at the next tick; the notification goes now
+                log.exception("dead man's switch: cannot publish the live state")
+                self._stalled = None
+        for pk in notifications_of(transition) if transition else ():
+            self._deliver(pk)
 
     def _retry_due(self) -> None:
         now = time.monotonic()
