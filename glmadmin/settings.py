@@ -269,9 +269,15 @@ GATEWAY_MAX_PROMPT_CHARS = env_int("GLMADMIN_GATEWAY_MAX_PROMPT_CHARS", 100_000,
 # Structured output (response_format, structured_outputs, guided_*), tools and chat template options:
 # an engine compiles grammars and schemas at a cost that grows faster than their size.
 GATEWAY_MAX_STRUCTURED_BYTES = env_int("GLMADMIN_GATEWAY_MAX_STRUCTURED_BYTES", 32 * 1024, minimum=256)
-# Defaults for new API keys (each key can be changed in the admin) and the chat page's users.
-GATEWAY_KEY_RPM = env_int("GLMADMIN_GATEWAY_KEY_RPM", 600, minimum=1)
-GATEWAY_KEY_CONCURRENCY = env_int("GLMADMIN_GATEWAY_KEY_CONCURRENCY", 16, minimum=1)
+# Defaults for new API keys (each key can be changed in the admin) and the chat page's users. A key's
+# defaults let one batch client fill an engine before it hears 429 (16 refused a 32-stream client on a
+# GPU engine that had room for far more): 256 in flight is the batch vLLM runs at once by default
+# (--max-num-seqs; more only waits in the engine's queue); 60,000 a minute is more than 256 streams of
+# even short answers make, so it binds only floods of tiny requests (each costs the gateway 1-4 ms of
+# CPU). Tokens per minute (0: none) is a key's share of an engine, which only the operator can size.
+GATEWAY_KEY_RPM = env_int("GLMADMIN_GATEWAY_KEY_RPM", 60_000, minimum=1)
+GATEWAY_KEY_CONCURRENCY = env_int("GLMADMIN_GATEWAY_KEY_CONCURRENCY", 256, minimum=1)
+GATEWAY_KEY_TPM = env_int("GLMADMIN_GATEWAY_KEY_TPM", 0, minimum=0)
 GATEWAY_USER_RPM = env_int("GLMADMIN_GATEWAY_USER_RPM", 60, minimum=1)
 GATEWAY_USER_CONCURRENCY = env_int("GLMADMIN_GATEWAY_USER_CONCURRENCY", 4, minimum=1)
 # Retry-After (seconds) while new requests are paused, and while a model is loading.

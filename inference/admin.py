@@ -1,10 +1,14 @@
+from datetime import UTC, datetime
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 
 from . import control, options
-from .gateway import keys
+from .gateway import keys, limits
 from .models import ApiKey, Engine, EngineEvent
 from .models import EngineState as S
 
@@ -144,14 +148,48 @@ class EngineAdmin(admin.ModelAdmin):
         self._act(request, queryset, control.request_start, "Start requested for")
 
 
+USAGE_NOTE = ("Usage is counted by the gateway in Redis as each request ends (tokens as the engine reports them), "
+              "since the key was made or Redis last lost its data.")
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "owner", "requests_per_minute", "max_concurrent", "created_at", "revoked_at")
+    list_display = ("name", "prefix", "owner", "requests_per_minute", "max_concurrent", "tokens_per_minute",
+                    "requests", "tokens", "last_used", "created_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix", "owner__username")
-    fields = ("name", "owner", "requests_per_minute", "max_concurrent", "prefix", "created_at", "revoked_at")
-    readonly_fields = ("prefix", "created_at", "revoked_at")
+    fieldsets = (
+        (None, {"fields": ("name", "owner", "prefix", "created_at", "revoked_at")}),
+        ("Limits", {"fields": ("requests_per_minute", "max_concurrent", "tokens_per_minute")}),
+        ("Usage", {"fields": ("requests", "tokens", "last_used"), "description": USAGE_NOTE}),
+    )
+    readonly_fields = ("prefix", "created_at", "revoked_at", "requests", "tokens", "last_used")
     actions = ["revoke_selected"]
+
+    def get_fieldsets(self, request, obj=None):
+        return self.fieldsets if obj is not None else self.fieldsets[:2]  # a new key has no usage yet
+
+    @staticmethod
+    def _usage(obj) -> dict:
+        # Read once per row (the list shows three columns of it), kept on the row object of this request.
+        if not hasattr(obj, "_gateway_usage"):
+            obj._gateway_usage = limits.usage(obj.key_hash) if obj.key_hash else {}
+        return obj._gateway_usage
+
+    @admin.display(description="requests")
+    def requests(self, obj):
+        return f"{self._usage(obj).get('requests', 0):,}"
+
+    @admin.display(description="tokens (prompt + completion)")
+    def tokens(self, obj):
+        usage = self._usage(obj)
+        prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        return f"{prompt + completion:,} ({prompt:,} + {completion:,})"
+
+    @admin.display(description="last used")
+    def last_used(self, obj):
+        at = self._usage(obj).get("last_used")
+        return date_format(localtime(datetime.fromtimestamp(at, UTC)), "DATETIME_FORMAT") if at else "never"
 
     def save_model(self, request, obj, form, change):
         plain = None if change else obj.new_secret()

@@ -211,6 +211,10 @@ def default_key_concurrency():
     return settings.GATEWAY_KEY_CONCURRENCY
 
 
+def default_key_tpm():
+    return settings.GATEWAY_KEY_TPM or None  # 0: no token limit
+
+
 class ApiKey(models.Model):
     """A key for the OpenAI-compatible API. Only its SHA-256 is stored: the key is shown once, when made."""
 
@@ -224,6 +228,11 @@ class ApiKey(models.Model):
     requests_per_minute = models.PositiveIntegerField(default=default_key_rpm, validators=[MinValueValidator(1)])
     max_concurrent = models.PositiveIntegerField("concurrent requests", default=default_key_concurrency,
                                                  validators=[MinValueValidator(1)])
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, default=default_key_tpm, validators=[MinValueValidator(1)],
+        help_text="Prompt and completion tokens a minute, as the engine counts them; at the limit the key is "
+                  "refused (429 with Retry-After) until enough of the last minute's tokens age out. "
+                  "Blank: no token limit.")
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 

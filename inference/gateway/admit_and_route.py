@@ -22,7 +22,7 @@ local function limit(value, default)
   if n == nil or n == 0 then return tonumber(default) end
   return n
 end
-local entry, rpm, concurrency = '', tonumber(ARGV[3]), tonumber(ARGV[4])
+local entry, rpm, concurrency, tpm = '', tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[16])
 if ARGV[1] == 'lookup' then  -- an API key as presented: its entry, or refused
   local found = redis.call('HMGET', KEYS[1], ARGV[2], ARGV[15])
   if not found[2] then return {'keys_unsynced'} end
@@ -30,13 +30,14 @@ if ARGV[1] == 'lookup' then  -- an API key as presented: its entry, or refused
   entry = found[1]
   local k = cjson.decode(entry)
   rpm, concurrency = limit(k.rpm, ARGV[5]), limit(k.concurrency, ARGV[6])
+  tpm = tonumber(k.tpm) or 0  -- JSON null (no token limit) is not a number
 end
 local best, states = scan(KEYS[3], ARGV[12], '', ARGV[14], ARGV[7], ARGV[15])
 if best == nil then return {'routes_unsynced'} end
 local known = ''
 if #states > 0 then known = '1' end
-local admitted = admit(KEYS[2], KEYS[4], KEYS[5], tonumber(ARGV[7]), rpm, concurrency, ARGV[8], ARGV[9],
-                       tonumber(ARGV[11]), ARGV[10])
+local admitted = admit(KEYS[2], KEYS[4], KEYS[5], KEYS[6], tonumber(ARGV[7]), rpm, concurrency, tpm, ARGV[8],
+                       ARGV[9], tonumber(ARGV[11]), ARGV[10])
 if admitted[1] == 'unknown' then return {'admission_unknown'} end
 if admitted[1] ~= 'ok' then
   local detail = admitted[2]
@@ -84,23 +85,34 @@ class Admitted:
 
 def slot_keys(who) -> tuple[str, str]:
     """(rate set, busy set) of a Caller or a presented API key: known before the key is checked."""
-    kind, ident = ("key", who.hash) if isinstance(who, keys.Presented) else (who.kind, who.slot)
+    kind, ident = _slot(who)
     return f"{limits.rate_prefix()}{kind}:{ident}", f"{limits.busy_prefix()}{kind}:{ident}"
+
+
+def tokens_key(who) -> str:
+    """The token window of a Caller or a presented API key (limits.py)."""
+    kind, ident = _slot(who)
+    return f"{limits.tokens_prefix()}{kind}:{ident}"
+
+
+def _slot(who) -> tuple[str, str]:
+    return ("key", who.hash) if isinstance(who, keys.Presented) else (who.kind, who.slot)
 
 
 async def enter(who, request_id: str, model: str, now: float) -> Admitted:
     """who: a keys.Caller (the chat page's user) or a keys.Presented (an API client). Raises Refused."""
     presented = isinstance(who, keys.Presented)
     if presented:
-        mode, ident, rpm, concurrency = "lookup", who.hash, 0, 0
+        mode, ident, rpm, concurrency, tpm = "lookup", who.hash, 0, 0, 0
     else:
-        mode, ident, (rpm, concurrency) = "given", who.slot, limits.caller_limits(who)
+        mode, ident, (rpm, concurrency, tpm) = "given", who.slot, limits.caller_limits(who)
     lease = settings.GATEWAY_REQUEST_LEASE
     script = redis_state.script(ENTER)
-    script_keys = [redis_state.keys_key(), rd.key(redis_state.ADMISSION), redis_state.routes_key(), *slot_keys(who)]
+    script_keys = [redis_state.keys_key(), rd.key(redis_state.ADMISSION), redis_state.routes_key(), *slot_keys(who),
+                   tokens_key(who)]
     args = [mode, ident, rpm, concurrency, settings.GATEWAY_KEY_RPM, settings.GATEWAY_KEY_CONCURRENCY, now,
             request_id, now + lease, lease, limits.WINDOW, model, random.randrange(1 << 30),
-            redis_state.inflight_prefix(), redis_state.SYNCED]
+            redis_state.inflight_prefix(), redis_state.SYNCED, tpm]
     result = await script(keys=script_keys, args=args)
     for _ in range(len(REBUILD)):  # each missing piece is rebuilt at most once
         if result[0] not in REBUILD:

@@ -17,7 +17,7 @@ from .errors import GatewayError
 
 def _entry(key) -> str:
     return json.dumps({"id": key.pk, "label": str(key), "rpm": key.requests_per_minute,
-                       "concurrency": key.max_concurrent})
+                       "concurrency": key.max_concurrent, "tpm": key.tokens_per_minute})
 
 
 def publish() -> None:
@@ -64,6 +64,7 @@ class Caller:
     # settings.GATEWAY_USER_RPM and GATEWAY_USER_CONCURRENCY.
     rpm: int | None = None
     concurrency: int | None = None
+    tpm: int | None = None  # tokens per minute; None: no token limit
     ident: str = ""  # what its limits are kept under in Redis: a key's hash (known before the key is checked)
 
     @property
@@ -79,7 +80,7 @@ def caller_of(entry: str, key_hash: str):
     """The Caller of a key's Redis entry."""
     found = json.loads(entry)
     return Caller("key", found["id"], found["label"], rpm=found["rpm"], concurrency=found["concurrency"],
-                  ident=key_hash)
+                  tpm=found.get("tpm"), ident=key_hash)
 
 
 async def caller_for(plain: str):

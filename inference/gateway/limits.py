@@ -5,6 +5,13 @@ limit never lets twice the rate through at a window edge; concurrent requests
 are a sorted set of the caller's requests in flight, scored by lease end, so a
 crashed gateway process's requests stop counting after the lease (short, and
 renewed while a request runs: see leases.py).
+
+Tokens per minute (API keys only) count what the engine says a finished request used (its usage
+numbers: prompt + completion tokens), in a hash of one-second buckets over the last minute, written
+when the request ends (stats.finish runs COUNT_USAGE in the same round trip as its counters). A key at
+or over its limit is refused until enough buckets leave the window to bring it under; Retry-After
+says when that is. Requests already running may still add to the window when they end: the limit
+holds to within what one key has in flight, as OpenAI's own per-minute token limits do.
 """
 
 import math
@@ -18,9 +25,32 @@ from .errors import GatewayError
 
 WINDOW = 60  # seconds: the "minute" of requests per minute
 
-# A Lua function, shared by this module's script and the gateway's admit-and-route script (admit_and_route.py).
+# Lua functions, shared by this module's script and the gateway's admit-and-route script (admit_and_route.py).
+# tokens_wait: nil when the window (second -> tokens) holds fewer than tpm tokens, else the seconds until
+# enough of it has left the window to bring it under tpm; buckets that have left are deleted on the way.
 ADMIT_FUNCTION = """
-local function admit(admission_key, rate_key, busy_key, now, rpm, concurrency, request_id, lease_end, window, lease)
+local function tokens_wait(tokens_key, now, window, tpm)
+  local fields = redis.call('HGETALL', tokens_key)
+  local buckets, used = {}, 0
+  for i = 1, #fields, 2 do
+    local second, tokens = tonumber(fields[i]), tonumber(fields[i + 1])
+    if second + window <= now then
+      redis.call('HDEL', tokens_key, fields[i])
+    else
+      used = used + tokens
+      buckets[#buckets + 1] = {second, tokens}
+    end
+  end
+  if used < tpm then return nil end
+  table.sort(buckets, function(a, b) return a[1] < b[1] end)
+  for _, bucket in ipairs(buckets) do
+    used = used - bucket[2]
+    if used < tpm then return bucket[1] + window - now end
+  end
+  return window
+end
+local function admit(admission_key, rate_key, busy_key, tokens_key, now, rpm, concurrency, tpm, request_id,
+                     lease_end, window, lease)
   local admission = redis.call('GET', admission_key)
   if not admission then return {'unknown'} end
   local a = cjson.decode(admission)
@@ -29,6 +59,10 @@ local function admit(admission_key, rate_key, busy_key, now, rpm, concurrency, r
   if redis.call('ZCARD', rate_key) >= rpm then
     local oldest = redis.call('ZRANGE', rate_key, 0, 0, 'WITHSCORES')
     return {'rpm', tostring(tonumber(oldest[2]) + window - now)}
+  end
+  if tpm > 0 then
+    local wait = tokens_wait(tokens_key, now, window, tpm)
+    if wait then return {'tpm', tostring(wait)} end
   end
   redis.call('ZREMRANGEBYSCORE', busy_key, '-inf', now)
   if redis.call('ZCARD', busy_key) >= concurrency then return {'busy'} end
@@ -40,17 +74,34 @@ local function admit(admission_key, rate_key, busy_key, now, rpm, concurrency, r
 end
 """
 
+# Run by stats.finish when a key's request ends: its tokens into the key's window (bucket: the second it
+# ended), and the key's usage totals for the admin (requests, tokens, last used).
+COUNT_USAGE_FUNCTION = """
+local function count_usage(tokens_key, usage_key, now, window, prompt, completion)
+  local tokens = prompt + completion
+  if tokens > 0 then
+    redis.call('HINCRBY', tokens_key, tostring(math.floor(now)), tokens)
+    redis.call('EXPIRE', tokens_key, window + 1)
+  end
+  redis.call('HINCRBY', usage_key, 'requests', 1)
+  redis.call('HINCRBY', usage_key, 'prompt_tokens', prompt)
+  redis.call('HINCRBY', usage_key, 'completion_tokens', completion)
+  redis.call('HSET', usage_key, 'last_used', tostring(now))
+end
+"""
+
 ADMIT = ADMIT_FUNCTION + """
-return admit(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4],
-             ARGV[5], tonumber(ARGV[6]), ARGV[7])
+return admit(KEYS[1], KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+             tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8])
 """
 
 
-def caller_limits(caller) -> tuple[int, int]:
-    """(requests per minute, concurrent requests) of a caller."""
+def caller_limits(caller) -> tuple[int, int, int]:
+    """(requests per minute, concurrent requests, tokens per minute: 0 for none) of a caller."""
     if caller.kind == "user":
-        return settings.GATEWAY_USER_RPM, settings.GATEWAY_USER_CONCURRENCY
-    return (caller.rpm or settings.GATEWAY_KEY_RPM, caller.concurrency or settings.GATEWAY_KEY_CONCURRENCY)
+        return settings.GATEWAY_USER_RPM, settings.GATEWAY_USER_CONCURRENCY, 0
+    return (caller.rpm or settings.GATEWAY_KEY_RPM, caller.concurrency or settings.GATEWAY_KEY_CONCURRENCY,
+            caller.tpm or 0)
 
 
 def rate_prefix() -> str:
@@ -65,15 +116,51 @@ def rate_key(caller) -> str:
     return f"{rate_prefix()}{caller.kind}:{caller.slot}"
 
 
+def tokens_prefix() -> str:
+    return rd.key("gw", "tokens", "")
+
+
+def usage_prefix() -> str:
+    return rd.key("gw", "usage", "")
+
+
 def busy_key(caller) -> str:
     return f"{busy_prefix()}{caller.kind}:{caller.slot}"
 
 
+def tokens_key(caller) -> str:
+    return f"{tokens_prefix()}{caller.kind}:{caller.slot}"
+
+
+def usage_key(key_hash: str) -> str:
+    """An API key's usage totals (a hash: requests, prompt_tokens, completion_tokens, last_used)."""
+    return f"{usage_prefix()}key:{key_hash}"
+
+
+def usage_keys_of(held: list[str]) -> tuple[str, str] | None:
+    """(token window, usage hash) of the API key whose busy set is among the sets a finished request
+    leaves (the one name of its caller that stats.finish is given), or None for a chat page's user."""
+    prefix = busy_prefix() + "key:"
+    for key in held:
+        if key.startswith(prefix):
+            key_hash = key[len(prefix):]
+            return f"{tokens_prefix()}key:{key_hash}", usage_key(key_hash)
+    return None
+
+
+def usage(key_hash: str) -> dict:
+    """An API key's usage totals, read for the admin: requests, prompt/completion tokens, last used (epoch s)."""
+    found = rd.client().hgetall(usage_key(key_hash))
+    return {"requests": int(found.get("requests", 0)), "prompt_tokens": int(found.get("prompt_tokens", 0)),
+            "completion_tokens": int(found.get("completion_tokens", 0)),
+            "last_used": float(found["last_used"]) if "last_used" in found else None}
+
+
 async def admit(caller, request_id: str, now: float) -> None:
     """Count the request against the caller's limits, or raise GatewayError (paused 503, limited 429)."""
-    rpm, concurrency = caller_limits(caller)
-    keys = [rd.key(redis_state.ADMISSION), rate_key(caller), busy_key(caller)]
-    args = [now, rpm, concurrency, request_id, now + settings.GATEWAY_REQUEST_LEASE, WINDOW,
+    rpm, concurrency, tpm = caller_limits(caller)
+    keys = [rd.key(redis_state.ADMISSION), rate_key(caller), busy_key(caller), tokens_key(caller)]
+    args = [now, rpm, concurrency, tpm, request_id, now + settings.GATEWAY_REQUEST_LEASE, WINDOW,
             settings.GATEWAY_REQUEST_LEASE]
     result = await redis_state.script(ADMIT)(keys=keys, args=args)
     if result[0] == "unknown":  # the flag is gone (Redis restarted): recompute it from the open incidents
@@ -93,7 +180,7 @@ async def sync_admission() -> None:
 
 def refusal(result: list, caller) -> GatewayError:
     """The GatewayError of an admission script's answer other than 'ok'."""
-    rpm, concurrency = caller_limits(caller)
+    rpm, concurrency, tpm = caller_limits(caller)
     if result[0] == "paused":
         reason = (result[1] if len(result) > 1 else None) or "a red alert is open"
         # The disk check's reason already says so ("new requests are paused: disk at 97.4 % on /data").
@@ -105,6 +192,11 @@ def refusal(result: list, caller) -> GatewayError:
         return GatewayError(429, f"Rate limit reached: {rpm} requests per minute for {caller.label}. "
                                  f"Try again in {wait} s.", type="rate_limit_error", code="rate_limit_exceeded",
                             retry_after=wait)
+    if result[0] == "tpm":
+        wait = max(1, math.ceil(float(result[1])))
+        return GatewayError(429, f"Rate limit reached: {tpm} tokens per minute (prompt and completion, as the "
+                                 f"engine counts them) for {caller.label}. Try again in {wait} s.",
+                            type="rate_limit_error", code="rate_limit_exceeded", retry_after=wait)
     return GatewayError(429, f"Too many requests at once: {concurrency} concurrent requests allowed for "
                              f"{caller.label}. Wait for one to finish.", type="rate_limit_error",
                         code="concurrency_limit_exceeded", retry_after=1)

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from glmadmin.lib import redis as rd
 
+from . import limits
+from .limits import COUNT_USAGE_FUNCTION
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, float("inf"))
 MINUTE_TTL = 2 * 3600
 SEP = "|"
@@ -80,13 +83,21 @@ def add(pipe, outcome: Outcome, now: float | None = None) -> None:
     pipe.expire(key, MINUTE_TTL)
 
 
-# A finished request in one command (its counters, and leaving the sorted sets that counted it):
-# a pipeline of a dozen commands cost more CPU than the rest of the request.
-# KEYS[1]: totals, KEYS[2]: this minute's counters, KEYS[3...]: sorted sets to remove ARGV[1] from.
-# ARGV[2]: the minute hash's TTL, ARGV[3]: how many counter pairs follow (both hashes); then float pairs.
-FINISH = """
-for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
-local n, i = tonumber(ARGV[3]), 4
+# A finished request in one command (its counters, leaving the sorted sets that counted it, and an API
+# key's token window and usage totals): a pipeline of a dozen commands cost more CPU than the rest of the request.
+# KEYS[1]: totals, KEYS[2]: this minute's counters, KEYS[3...]: sorted sets to remove ARGV[1] from, then (when
+# ARGV[4] is not '') the key's token window and usage hash. ARGV[2]: the minute hash's TTL, ARGV[3]: how many
+# counter pairs follow (both hashes); ARGV[4..7]: '' or now, the window, prompt and completion tokens;
+# then the counter pairs, then float pairs.
+FINISH = COUNT_USAGE_FUNCTION + """
+local sets = #KEYS
+if ARGV[4] ~= '' then
+  sets = sets - 2
+  count_usage(KEYS[sets + 1], KEYS[sets + 2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+              tonumber(ARGV[7]))
+end
+for i = 3, sets do redis.call('ZREM', KEYS[i], ARGV[1]) end
+local n, i = tonumber(ARGV[3]), 8
 for _ = 1, n do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
@@ -101,15 +112,19 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 
 
 async def finish(outcome: Outcome, request_id: str, leaving: list[str]) -> None:
-    """Count the outcome and remove the request from the sorted sets in `leaving`, in one round trip."""
+    """Count the outcome and remove the request from the sorted sets in `leaving`, in one round trip. When
+    one of them is an API key's busy set, the request's tokens count against the key's tokens per minute."""
     from . import redis_state
 
     counts, floats = fields(outcome), sums(outcome)
+    now = time.time()
+    usage = limits.usage_keys_of(leaving)
     args = [request_id, MINUTE_TTL, len(counts)]
+    args += ([now, limits.WINDOW, outcome.prompt_tokens, outcome.completion_tokens] if usage else ["", "", "", ""])
     for pairs in (counts, floats):
         for field, amount in pairs.items():
             args += (field, amount)
-    keys = [total_key(), minute_key(int(time.time() // 60)), *leaving]
+    keys = [total_key(), minute_key(int(now // 60)), *leaving, *(usage or ())]
     await redis_state.script(FINISH)(keys=keys, args=args)
 
 
