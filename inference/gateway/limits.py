@@ -54,7 +54,7 @@ local function admit(admission_key, rate_key, busy_key, tokens_key, now, rpm, co
   local admission = redis.call('GET', admission_key)
   if not admission then return {'unknown'} end
   local a = cjson.decode(admission)
-  if a.paused then return {'paused', a.reason} end
+  if a.paused then return {'paused'} end  -- its reason names host paths: not for API clients
   redis.call('ZREMRANGEBYSCORE', rate_key, '-inf', now - window)
   if redis.call('ZCARD', rate_key) >= rpm then
     local oldest = redis.call('ZRANGE', rate_key, 0, 0, 'WITHSCORES')
@@ -182,11 +182,13 @@ def refusal(result: list, caller) -> GatewayError:
     """The GatewayError of an admission script's answer other than 'ok'."""
     rpm, concurrency, tpm = caller_limits(caller)
     if result[0] == "paused":
-        reason = (result[1] if len(result) > 1 else None) or "a red alert is open"
-        # The disk check's reason already says so ("new requests are paused: disk at 97.4 % on /data").
-        message = reason if reason.startswith("new requests are paused") else f"new requests are paused: {reason}"
-        return GatewayError(503, message, type="server_error",
-                            code="requests_paused", retry_after=settings.GATEWAY_PAUSED_RETRY_AFTER)
+        # What to do, not why in detail: the alert's own text names host paths and devices ("disk at 97.4 %
+        # on /data"), which are the operators' business (the dashboard and the notifications say it to them).
+        wait = settings.GATEWAY_PAUSED_RETRY_AFTER
+        return GatewayError(503, "New requests are paused while a critical alert is open on the server (such as a "
+                                 "nearly full disk); requests already running finish, and the operators have been "
+                                 f"notified. Try again in {wait} s.", type="server_error", code="requests_paused",
+                            retry_after=wait)
     if result[0] == "rpm":
         wait = max(1, math.ceil(float(result[1])))
         return GatewayError(429, f"Rate limit reached: {rpm} requests per minute for {caller.label}. "
