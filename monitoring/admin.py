@@ -17,9 +17,12 @@ class WatchedFilesystemAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("label", "path", "enabled")}),
         ("Thresholds (percent of the filesystem in use)", {
-            "description": "Each level is entered at its threshold. Enabled levels must rise from yellow to red.",
-            "fields": (("yellow_enabled", "yellow_percent"), ("orange_enabled", "orange_percent"),
-                       ("red_enabled", "red_percent"), "clear_margin"),
+            "description": "Each level is entered at its threshold once readings have stayed at or above it for "
+                           "its duration (0 s: at once; a shorter spike opens nothing and notifies nobody; the "
+                           "dashboard shows what is pending). Enabled levels must rise from yellow to red.",
+            "fields": (("yellow_enabled", "yellow_percent", "yellow_for_seconds"),
+                       ("orange_enabled", "orange_percent", "orange_for_seconds"),
+                       ("red_enabled", "red_percent", "red_for_seconds"), "clear_margin"),
         }),
         ("Last check", {"fields": ("last_percent", "last_checked_at", "last_error")}),
     )

@@ -7,7 +7,7 @@ simulate() sends a made-up reading through the same evaluation for
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,8 +17,9 @@ from alerts.incidents import Transition, drive
 from alerts.levels import Level
 from alerts.models import Incident
 from glmadmin import live
-from glmadmin.lib import disk
+from glmadmin.lib import deadline, disk
 
+from . import disk_pending
 from .cleanup import trigger as cleanup_trigger
 from .models import DiskSample, WatchedFilesystem
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 TEST_SOURCE = "disk:test"
 DEFAULT_THRESHOLDS = {Level.YELLOW: 85.0, Level.ORANGE: 92.0, Level.RED: 97.0}
+# statvfs answers in microseconds; one that takes seconds is on a hung mount (stale NFS, dead FUSE server).
+STATVFS_SECONDS = 5.0
+STALL_PREFIX = "check:disk:"
 
 
 @dataclass(frozen=True)
@@ -35,24 +39,101 @@ class Reading:
     level: str | None
     transition: Transition | None
     error: str = ""
+    stalled: bool = False  # statvfs did not return in time: level and percent are unknown
 
 
-def check_filesystem(fs: WatchedFilesystem) -> Reading:
-    now = timezone.now()
+def check_filesystem(fs: WatchedFilesystem, now: datetime | None = None) -> Reading:
+    stalled = set(_open_stalls().filter(source=stall_source(fs)).values_list("source", flat=True))
+    return _check(fs, _start(fs), now or timezone.now(), stalled)
+
+
+def check_all(now: datetime | None = None) -> list[Reading]:
+    now = now or timezone.now()
+    filesystems = list(WatchedFilesystem.objects.filter(enabled=True))
+    # Every statvfs starts at once, so their deadlines run together: hung mounts cost one deadline in all.
+    calls = {fs.pk: _start(fs) for fs in filesystems}
+    stalled = set(_open_stalls().values_list("source", flat=True))
+    readings = [_check(fs, calls[fs.pk], now, stalled) for fs in filesystems]
+    unwatched = _resolve_unwatched_stalls(stalled, filesystems)
+    _after_check(any(r.transition for r in readings) or unwatched)
+    return readings
+
+
+def stall_source(fs: WatchedFilesystem) -> str:
+    return f"{STALL_PREFIX}{fs.path}"
+
+
+def _start(fs: WatchedFilesystem) -> deadline.Call | deadline.Stalled:
     try:
-        usage = disk.usage(fs.path)
+        return deadline.start(f"statvfs:{fs.path}", disk.usage, fs.path)
+    except deadline.Stalled as exc:  # refused: too many earlier calls still hang
+        return deadline.Stalled(_what(fs), STATVFS_SECONDS, exc.since, refused=True)
+
+
+def _what(fs: WatchedFilesystem) -> str:
+    return f"statvfs on {fs.path}"
+
+
+def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: datetime,
+           stalled: set[str]) -> Reading:
+    try:
+        if isinstance(call, deadline.Stalled):
+            raise call
+        usage = call.wait(STATVFS_SECONDS, _what(fs))
+    except deadline.Stalled as exc:
+        return _stalled(fs, exc)
     except OSError as exc:
+        _returned(fs, stalled)
         return _unreadable(fs, f"cannot read {fs.path}: {exc.strerror or exc}", now)
+    _returned(fs, stalled)
     DiskSample.objects.create(filesystem=fs, at=now, percent=usage.percent, used_bytes=usage.used_bytes,
                               total_bytes=usage.total_bytes)
     WatchedFilesystem.objects.filter(pk=fs.pk).update(last_percent=usage.percent, last_checked_at=now, last_error="")
     fs.last_percent = usage.percent
     open_incident = Incident.objects.open().filter(source=fs.source).first()
-    level = fs.level_for(usage.percent, open_incident.level if open_incident else None)
-    transition = drive(fs.source, level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
-                       value=usage.percent, message=_message(level, usage.percent, fs.path))
+    decision = disk_pending.decide(fs, usage.percent, open_incident.level if open_incident else None, now)
+    message = _message(decision.level, usage.percent, fs.path)
+    if decision.held_seconds:
+        message += f" for {decision.held_seconds:.0f} s"
+    transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
+                       value=usage.percent, message=message)
     cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
-    return Reading(fs, usage.percent, level, transition)
+    return Reading(fs, usage.percent, decision.level, transition)
+
+
+def _stalled(fs: WatchedFilesystem, exc: deadline.Stalled) -> Reading:
+    """statvfs hangs: the check itself is the incident. The disk's own incident keeps its last level (its
+    usage is unknown, not better), and the other filesystems are checked as usual."""
+    error = str(exc)
+    if fs.last_error != error:  # the database is written when the state changes, not on every check
+        WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error)
+        fs.last_error = error
+        log.warning("disk %s: %s", fs.label, error)
+    transition = drive(stall_source(fs), Level.ORANGE, kind=Incident.Kind.CHECK,
+                       title=f"Check stalled: disk {fs.label} ({fs.path})", value=None,
+                       message=f"{error}: its usage is unknown until it does (is the mount hung?)")
+    return Reading(fs, None, None, transition, error, stalled=True)
+
+
+def _returned(fs: WatchedFilesystem, stalled: set[str]) -> None:
+    if stall_source(fs) in stalled:
+        drive(stall_source(fs), None, kind=Incident.Kind.CHECK, title="", value=None,
+              message=f"{_what(fs)} returns again")
+
+
+def _open_stalls():
+    return Incident.objects.open().filter(kind=Incident.Kind.CHECK, source__startswith=STALL_PREFIX)
+
+
+def _resolve_unwatched_stalls(stalled: set[str], filesystems: list[WatchedFilesystem]) -> bool:
+    """A stalled check of a filesystem that is no longer watched (disabled, removed, re-pathed) is over."""
+    watched = {stall_source(fs) for fs in filesystems}
+    changed = False
+    for source in stalled - watched:
+        path = source.removeprefix(STALL_PREFIX)
+        changed |= drive(source, None, kind=Incident.Kind.CHECK, title="", value=None,
+                         message=f"{path} is no longer watched") is not None
+    return changed
 
 
 def _unreadable(fs: WatchedFilesystem, error: str, now) -> Reading:
@@ -67,12 +148,6 @@ def _unreadable(fs: WatchedFilesystem, error: str, now) -> Reading:
     transition = drive(fs.source, Level.ORANGE, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
                        value=None, message=f"{error}: its usage is unknown, nothing on it is being watched")
     return Reading(fs, None, Level.ORANGE, transition, error)
-
-
-def check_all() -> list[Reading]:
-    readings = [check_filesystem(fs) for fs in WatchedFilesystem.objects.filter(enabled=True)]
-    _after_check(any(r.transition for r in readings))
-    return readings
 
 
 def simulate(level: str | None) -> Transition | None:

@@ -66,7 +66,8 @@ class Stack:
         from monitoring.models import WatchedFilesystem
 
         subprocess.run([PY, "manage.py", "ensure_admin"], cwd=ROOT, env=self.env, check=True, capture_output=True)
-        WatchedFilesystem.objects.create(path=str(volume), label="bench")
+        # Orange at once: the bench measures crossing -> banner, not the "for" duration that holds a level back.
+        WatchedFilesystem.objects.create(path=str(volume), label="bench", orange_for_seconds=0)
         self.spawn("web", PY, "-m", "uvicorn", "glmadmin.asgi:application", "--port", str(self.port), "--no-access-log",
                    "--log-level", "warning", *os.environ.get("BENCH_UVICORN_ARGS", "").split())
         self.spawn("worker", PY, "-m", "celery", "-A", "glmadmin", "worker", "--concurrency", "1",

@@ -8,8 +8,20 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from alerts.levels import Level, evaluate
+from glmadmin.lib import deadline
 
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
+MAX_FOR_SECONDS = 3600  # an hour: a level held back longer than that is better off disabled
+FOR_SECONDS = [MinValueValidator(0), MaxValueValidator(MAX_FOR_SECONDS)]
+FOR_HELP = ("Seconds a reading must stay at or above this threshold before the alert opens or escalates to it "
+            "(0: at once).")
+# Admin saves check the path with a deadline too: a hung mount must not hang the web request.
+PATH_CHECK_SECONDS = 5.0
+
+
+def _readable_directory(path: str) -> bool:
+    os.statvfs(path)
+    return os.path.isdir(path)
 
 
 class WatchedFilesystem(models.Model):
@@ -27,6 +39,15 @@ class WatchedFilesystem(models.Model):
     red_percent = models.FloatField(
         "red at %", default=97.0, validators=PERCENT, help_text="Red pauses new inference requests."
     )
+    # How long a reading must hold a level first, so a short spike neither opens an incident nor pages anyone.
+    # Yellow and orange wait by default (they inform, and orange's cleanup loses nothing by half a minute);
+    # red stays immediate (it pauses new requests before a filling disk breaks the running ones).
+    yellow_for_seconds = models.PositiveIntegerField("yellow for (s)", default=60, validators=FOR_SECONDS,
+                                                     help_text=FOR_HELP)
+    orange_for_seconds = models.PositiveIntegerField("orange for (s)", default=30, validators=FOR_SECONDS,
+                                                     help_text=FOR_HELP)
+    red_for_seconds = models.PositiveIntegerField("red for (s)", default=0, validators=FOR_SECONDS,
+                                                  help_text=FOR_HELP)
     clear_margin = models.FloatField(
         default=2.0,
         validators=[MinValueValidator(0), MaxValueValidator(50)],
@@ -56,6 +77,10 @@ class WatchedFilesystem(models.Model):
         }
         return {level: percent for level, (on, percent) in levels.items() if on}
 
+    def for_seconds(self, level: str) -> int:
+        """How long a reading must hold `level` before the incident opens or escalates to it."""
+        return getattr(self, f"{level}_for_seconds")
+
     def level_for(self, percent: float, current: str | None) -> str | None:
         return evaluate(percent, self.thresholds(), current, self.clear_margin)
 
@@ -73,7 +98,6 @@ class WatchedFilesystem(models.Model):
         if errors:
             raise ValidationError(errors)
 
-
     def path_problem(self) -> str | None:
         """Why path cannot be watched: not absolute, missing, not a directory or mount point, unreadable."""
         if not self.path:
@@ -81,10 +105,13 @@ class WatchedFilesystem(models.Model):
         if not self.path.startswith("/"):
             return "Use an absolute path (starting with /)."
         try:
-            os.statvfs(self.path)
+            is_dir = deadline.run(f"path-check:{self.path}", _readable_directory, self.path,
+                                  seconds=PATH_CHECK_SECONDS, what=f"statvfs on {self.path}")
+        except deadline.Stalled as exc:
+            return f"{self.path} does not answer ({exc}): is its mount hung?"
         except OSError as exc:
             return f"{self.path} cannot be read ({exc.strerror or exc}): give an existing mount point or directory."
-        if not os.path.isdir(self.path):
+        if not is_dir:
             return f"{self.path} is not a directory: give the filesystem's mount point or a directory on it."
         return None
 

@@ -73,6 +73,8 @@
       hideDismissed();
       updateFilesystems(msg.state.filesystems);
       updateEngines(msg.state.engines || []);
+      // Page parts with their own script (the dashboard's disk rows) take the state from here.
+      document.dispatchEvent(new CustomEvent("glmadmin:live", {detail: msg}));
       document.body.dataset.liveVersion = String(Number(document.body.dataset.liveVersion || 0) + 1);
     };
     socket.onclose = function (event) {

@@ -33,7 +33,8 @@ def test_orange_runs_a_cleanup_for_the_policies_on_that_disk(tmp_path, monkeypat
     make_file(cache, "old.bin", age_hours=200, now=now)
     make_file(cache, "young.bin", age_hours=2, now=now)
     policy(cache, max_size="2G")  # far under its limit: a disk alert removes what is old enough anyway
-    fs = WatchedFilesystem.objects.create(path=str(tmp_path), label="data")
+    fs = WatchedFilesystem.objects.create(path=str(tmp_path), label="data",
+                                          yellow_for_seconds=0, orange_for_seconds=0)  # every level at once
 
     reading(monkeypatch, 86.0)
     with django_capture_on_commit_callbacks(execute=True):

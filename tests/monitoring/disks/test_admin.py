@@ -8,7 +8,7 @@ ADD_URL = "/admin/monitoring/watchedfilesystem/add/"
 def form(**overrides):
     data = {"label": "data", "path": "/tmp", "enabled": "on", "yellow_enabled": "on", "yellow_percent": "85",
             "orange_enabled": "on", "orange_percent": "92", "red_enabled": "on", "red_percent": "97",
-            "clear_margin": "2"}
+            "clear_margin": "2", "yellow_for_seconds": "60", "orange_for_seconds": "30", "red_for_seconds": "0"}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -24,9 +24,11 @@ def errors(response):
 
 @pytest.mark.django_db
 def test_valid_thresholds_are_saved(admin):
-    response = admin.post(ADD_URL, form())
+    response = admin.post(ADD_URL, form(yellow_for_seconds="120", orange_for_seconds="15", red_for_seconds="5"))
     assert response.status_code == 302
-    assert WatchedFilesystem.objects.get().thresholds() == {"yellow": 85.0, "orange": 92.0, "red": 97.0}
+    fs = WatchedFilesystem.objects.get()
+    assert fs.thresholds() == {"yellow": 85.0, "orange": 92.0, "red": 97.0}
+    assert [fs.for_seconds(level) for level in ("yellow", "orange", "red")] == [120, 15, 5]
 
 
 @pytest.mark.django_db
@@ -40,6 +42,10 @@ def test_valid_thresholds_are_saved(admin):
         ({"clear_margin": "-0.5"}, "clear_margin", "greater than or equal to 0"),
         ({"path": "relative/dir"}, "path", "absolute path"),
         ({"orange_percent": "abc"}, "orange_percent", "Enter a number"),
+        ({"orange_for_seconds": "-5"}, "orange_for_seconds", "greater than or equal to 0"),
+        ({"yellow_for_seconds": "3601"}, "yellow_for_seconds", "less than or equal to 3600"),
+        ({"red_for_seconds": "1.5"}, "red_for_seconds", "Enter a whole number"),
+        ({"red_for_seconds": ""}, "red_for_seconds", "This field is required"),
     ],
 )
 def test_bad_thresholds_name_the_field(admin, overrides, field, text):

@@ -1,38 +1,17 @@
 """Real disk usage: a small tmpfs mounted by the test, filled and freed."""
 
-import os
-import subprocess
-
 import pytest
 
 from alerts import admission
 from alerts.models import Incident
 from monitoring.disk_check import check_all
 from monitoring.models import WatchedFilesystem
+from tests.support import tmpfs as tmpfs_support
+from tests.support.tmpfs import empty, fill_to
+
+volume = tmpfs_support.volume  # a real tmpfs, as a fixture of this module
 
 pytestmark = pytest.mark.privileged
-
-
-@pytest.fixture
-def volume(tmp_path):
-    mountpoint = tmp_path / "vol"
-    mountpoint.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=True)
-
-
-def fill_to(mountpoint, percent):
-    """Write a file so the filesystem reaches about `percent` in use."""
-    st = os.statvfs(mountpoint)
-    total = st.f_blocks * st.f_frsize
-    used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    extra = int(total * percent / 100) - used
-    with open(mountpoint / f"fill-{percent}", "wb") as fh:
-        fh.write(b"\0" * max(extra, 0))
 
 
 def reading(mountpoint):
@@ -42,7 +21,8 @@ def reading(mountpoint):
 
 @pytest.mark.django_db
 def test_crossing_each_threshold_and_freeing_space(no_default_filesystems, volume):
-    WatchedFilesystem.objects.create(path=str(volume), label="vol")
+    # Every level at once (the defaults hold yellow and orange back: test_for_durations)
+    WatchedFilesystem.objects.create(path=str(volume), label="vol", yellow_for_seconds=0, orange_for_seconds=0)
     assert reading(volume).level is None
 
     fill_to(volume, 86)
@@ -60,8 +40,7 @@ def test_crossing_each_threshold_and_freeing_space(no_default_filesystems, volum
     state = admission.current()
     assert state.paused and f"on {volume}" in state.reason
 
-    for f in volume.iterdir():
-        f.unlink()
+    empty(volume)
     r = reading(volume)
     assert (r.level, r.transition.kind) == (None, "resolved")
     assert not admission.current().paused
