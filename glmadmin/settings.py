@@ -202,6 +202,8 @@ DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24
 # The dead man's switch (monitoring/deadman.py): no disk check completed for this many check intervals
 # (the beat schedule's) shows "monitoring stalled" on every page and notifies from the web process. 0: off.
 MONITORING_STALLED_AFTER_CHECKS = env_int("GLMADMIN_MONITORING_STALLED_AFTER_CHECKS", 3, minimum=0)
+# ... and never sooner than this, however often the checks run.
+MONITORING_STALLED_MIN_SECONDS = env_int("GLMADMIN_MONITORING_STALLED_MIN_SECONDS", 30, minimum=0)
 # Cleanup: the directories in which (at or below) cleanup and log policies may act. Setting the variable
 # replaces the list; adding a directory to it is how an operator confirms a root of their own.
 CLEANUP_ALLOWED_ROOTS = env_list("GLMADMIN_CLEANUP_ALLOWED_ROOTS", [

@@ -3,7 +3,8 @@
 Disk checks run in the alerts worker, sent by beat; when either dies or hangs, nothing is checked and
 nothing is said. So each completed check run leaves a heartbeat in Redis (record_check, from the task),
 and every web process watches it from a thread of its own (Ticker, started by the ASGI lifespan in
-glmadmin/asgi.py). When no check has completed for MONITORING_STALLED_AFTER_CHECKS check intervals:
+glmadmin/asgi.py). When no check has completed for MONITORING_STALLED_AFTER_CHECKS check intervals
+(and at least MONITORING_STALLED_MIN_SECONDS):
 
 - every page shows "monitoring stalled since <the last completed check>". The live part computes it
   from the heartbeat, so a page's first render has it as well as every open page; the ticker publishes
@@ -16,10 +17,11 @@ glmadmin/asgi.py). When no check has completed for MONITORING_STALLED_AFTER_CHEC
   and a send this process could not finish is retried by it, or by the sweep once beat is back.
 - checks complete again: the banner clears and the incident resolves, told the same way.
 
-The interval is the check's beat schedule (editable in the admin); a disabled schedule is a stop on
-purpose and raises nothing. The switch arms with the first completed check: with no heartbeat at all
-(Redis emptied, a fresh install before its first check) there is nothing to compare with. Times are
-Redis's clock, so hosts whose clocks differ agree.
+The interval is the check's beat schedule (editable in the admin), or what a check run not sent by beat
+says with its heartbeat; a disabled schedule is a stop on purpose and raises nothing. The switch arms
+with the first completed check: with no heartbeat at all (Redis emptied, a fresh install before its
+first check) there is nothing to compare with. Times are Redis's clock, so hosts whose clocks differ
+agree.
 """
 
 import logging
@@ -56,11 +58,20 @@ def heartbeat_key() -> str:
     return rd.key("monitoring", "last_check")  # a hash: at (Redis clock, epoch seconds), host
 
 
-def record_check() -> None:
-    """A check run completed: the heartbeat the switch watches."""
+def record_check(every: float | None = None) -> None:
+    """A check run completed: the heartbeat the switch watches.
+
+    `every`: the seconds until the next run is due, for checks not run by the beat schedule (which is
+    otherwise read for it).
+    """
     client = rd.client()
     seconds, micros = client.time()
-    client.hset(heartbeat_key(), mapping={"at": seconds + micros / 1e6, "host": settings.GLMADMIN_HOST_NAME})
+    beat = {"at": seconds + micros / 1e6, "host": settings.GLMADMIN_HOST_NAME}
+    pipe = client.pipeline()
+    pipe.hset(heartbeat_key(), mapping=beat if every is None else {**beat, "every": every})
+    if every is None:
+        pipe.hdel(heartbeat_key(), "every")
+    pipe.execute()
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,10 @@ class Watch:
     @property
     def stalled_after(self) -> float | None:
         checks = settings.MONITORING_STALLED_AFTER_CHECKS
-        return checks * self.interval if checks and self.interval else None
+        if not (checks and self.interval):
+            return None
+        # Never a few seconds, however fast the checks: a busy database alone can hold one that long.
+        return max(checks * self.interval, settings.MONITORING_STALLED_MIN_SECONDS)
 
     @property
     def armed(self) -> bool:
@@ -96,8 +110,8 @@ def watch() -> Watch:
     pipe.time()
     beat, (seconds, micros) = pipe.execute()
     last = float(beat["at"]) if beat.get("at") else None
-    return Watch(now=seconds + micros / 1e6, last_check=last, host=beat.get("host", ""),
-                 interval=check_interval() if last is not None else None)
+    interval = float(beat["every"]) if beat.get("every") else check_interval() if last is not None else None
+    return Watch(now=seconds + micros / 1e6, last_check=last, host=beat.get("host", ""), interval=interval)
 
 
 _interval = {"value": None, "read_at": None}

@@ -84,7 +84,8 @@ def test_stopping_the_worker_and_beat_stalls_every_page_and_notifies_once(
     webhook(receiver.url, levels=["orange", "red"])
     cookie = session_cookie(django_user_model)
     env = {**subprocess_env(), "GLMADMIN_HOST_NAME": "local",
-           "GLMADMIN_MONITORING_STALLED_AFTER_CHECKS": str(STALLED_AFTER_CHECKS)}
+           "GLMADMIN_MONITORING_STALLED_AFTER_CHECKS": str(STALLED_AFTER_CHECKS),
+           "GLMADMIN_MONITORING_STALLED_MIN_SECONDS": "0"}
 
     def monitoring(run: str):
         """The alerts worker and beat, as the Procfile starts them; stopped (TERM to each group) on exit."""

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def checks_every_10_seconds(settings):
-    settings.MONITORING_STALLED_AFTER_CHECKS = 3
+    settings.MONITORING_STALLED_AFTER_CHECKS, settings.MONITORING_STALLED_MIN_SECONDS = 3, 30
     schedule(10)
     yield
     deadman.forget_interval()
@@ -38,6 +38,7 @@ def heartbeat(age: float, host: str = "gpu-a"):
     """A check run that completed `age` seconds ago (Redis's clock), on `host`."""
     seconds, micros = rd.client().time()
     rd.client().hset(deadman.heartbeat_key(), mapping={"at": seconds + micros / 1e6 - age, "host": host})
+    rd.client().hdel(deadman.heartbeat_key(), "every")
 
 
 @pytest.fixture
@@ -68,6 +69,23 @@ def test_the_stall_is_counted_in_the_schedule_s_intervals(viewer):
     assert "data-monitoring-stalled" not in viewer.get("/").text
     schedule(10, enabled=False)  # checks switched off on purpose: nothing is due, nothing stalls
     assert "data-monitoring-stalled" not in viewer.get("/").text
+
+
+def test_fast_checks_stall_no_sooner_than_the_floor(viewer, settings):
+    schedule(2)
+    heartbeat(20)  # 10 checks of 2 s missed, but within the 30 s floor
+    assert "data-monitoring-stalled" not in viewer.get("/").text
+    settings.MONITORING_STALLED_MIN_SECONDS = 5
+    assert "completed for over 6 s" in viewer.get("/").text
+
+
+def test_checks_not_sent_by_beat_say_their_own_interval(viewer):
+    deadman.record_check(every=60)  # e.g. a loop in the worker: due every 60 s whatever the schedule
+    client, key = rd.client(), deadman.heartbeat_key()
+    client.hset(key, "at", float(client.hget(key, "at")) - 100)
+    assert "data-monitoring-stalled" not in viewer.get("/").text  # 100 s < 3 x 60 s
+    client.hset(key, "at", float(client.hget(key, "at")) - 100)
+    assert "completed for over 180 s" in viewer.get("/").text
 
 
 def test_no_heartbeat_yet_is_no_stall(viewer):
