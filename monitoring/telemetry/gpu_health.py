@@ -21,8 +21,13 @@ CLOCK_EVENTS = {  # NVML bit -> name shown to operators
     0x40: "hw thermal slowdown",
     0x80: "hw power brake",
 }
-NVLINK_COUNTERS = {0: "replay", 1: "recovery", 2: "crc_flit", 3: "crc_data"}  # NVML_NVLINK_ERROR_DL_*
-NVLINK_LINKS_REFRESH = 60.0  # seconds: which links are active is probed again this often, not every cycle
+# NVML_NVLINK_ERROR_DL_*: replays (a flit sent again) and recoveries (the link retrained). The CRC counters
+# are not read: on a healthy, idle pair of H200s the data-CRC counter grew by ~300 a minute (docs/gpu-check.md),
+# and every counter costs ~1 ms per link and call there.
+NVLINK_COUNTERS = {0: "replay", 1: "recovery"}
+# Seconds between two reads of the NVLink links and their counters: ~1 ms per link and counter on an H200
+# (36 ms for 18 links), against ~0.25 ms for every other signal together, so not every cycle.
+NVLINK_REFRESH = 60.0
 XID_EVENT = 0x8  # nvmlEventTypeXidCriticalError
 
 
@@ -48,6 +53,7 @@ class GpuHealth:
     pcie_replays: int | None = None  # a counter since the driver loaded
     nvlink_links: int | None = None  # active links; None: no NVLink on this GPU
     nvlink_errors: dict | None = None  # counter name -> total over the active links
+    nvlink_read_at: float | None = None  # epoch seconds of that reading (kept for NVLINK_REFRESH seconds)
 
     @property
     def clock_reasons(self) -> list[str]:
@@ -75,14 +81,24 @@ def _supported(read: Callable):
         raise
 
 
-_links: dict[int, tuple[float, tuple[int, ...] | None]] = {}  # GPU index -> (when probed, active links)
+_nvlink: dict[int, tuple[float, tuple]] = {}  # GPU index -> (monotonic time read, (links, errors, read at))
 
 
-def _active_links(lib, index: int, handle) -> tuple[int, ...] | None:
-    probed, links = _links.get(index, (None, None))
+def _nvlink_reading(lib, index: int, handle) -> tuple[int | None, dict | None, float | None]:
+    """(active links, error totals, when read); the last reading again within NVLINK_REFRESH seconds."""
+    read, cached = _nvlink.get(index, (None, None))
     now = time.monotonic()
-    if probed is not None and now - probed < NVLINK_LINKS_REFRESH:
-        return links
+    if read is not None and now - read < NVLINK_REFRESH:
+        return cached
+    links = _active_links(lib, handle)
+    errors = None if links is None else _nvlink_errors(lib, handle, links)
+    _nvlink[index] = (now, reading := (None if links is None else len(links), errors,
+                                       None if links is None else time.time()))
+    return reading
+
+
+def _active_links(lib, handle) -> tuple[int, ...] | None:
+    """The links that are up; None when the GPU has no NVLink."""
     active, any_supported = [], False
     for link in range(getattr(lib, "NVML_NVLINK_MAX_LINKS", 18)):
         try:
@@ -96,15 +112,11 @@ def _active_links(lib, index: int, handle) -> tuple[int, ...] | None:
         any_supported = True
         if state:
             active.append(link)
-    links = tuple(active) if any_supported else None
-    _links[index] = (now, links)
-    return links
+    return tuple(active) if any_supported else None
 
 
-def _nvlink_errors(lib, index: int, handle) -> tuple[int | None, dict | None]:
-    links = _active_links(lib, index, handle)
-    if links is None:
-        return None, None
+def _nvlink_errors(lib, handle, links: tuple[int, ...]) -> dict | None:
+    """Each counter summed over the active links; None when the driver has none of them."""
     totals: dict[str, int] = {}
     for link in links:
         for counter, name in NVLINK_COUNTERS.items():
@@ -112,7 +124,7 @@ def _nvlink_errors(lib, index: int, handle) -> tuple[int | None, dict | None]:
                 handle, link, counter))
             if value is not None:
                 totals[name] = totals.get(name, 0) + int(value)
-    return len(links), (totals or None) if links else {}
+    return totals if totals or not links else None
 
 
 def _clock_events(lib, handle) -> int | None:
@@ -148,7 +160,7 @@ def read_gpu(index: int) -> GpuHealth:
         gen = _supported(lambda: lib.nvmlDeviceGetCurrPcieLinkGeneration(handle))
         gen_max = _supported(lambda: lib.nvmlDeviceGetMaxPcieLinkGeneration(handle))
         replays = _supported(lambda: lib.nvmlDeviceGetPcieReplayCounter(handle))
-        links, nvlink_errors = _nvlink_errors(lib, index, handle)
+        links, nvlink_errors, nvlink_at = _nvlink_reading(lib, index, handle)
         clocks = _clock_events(lib, handle)
     except lib.NVMLError as exc:
         return GpuHealth(index=index, answering=False, error=f"{type(exc).__name__}: {exc}"[:200])
@@ -159,7 +171,7 @@ def read_gpu(index: int) -> GpuHealth:
         remap_pending=None if remap is None else bool(pending), remap_failed=None if remap is None else bool(failed),
         retired_pages=retired, retired_pending=retired_pending, clock_events=clocks,
         pcie_width=_int(width), pcie_width_max=_int(width_max), pcie_gen=_int(gen), pcie_gen_max=_int(gen_max),
-        pcie_replays=_int(replays), nvlink_links=links, nvlink_errors=nvlink_errors)
+        pcie_replays=_int(replays), nvlink_links=links, nvlink_errors=nvlink_errors, nvlink_read_at=nvlink_at)
 
 
 def read_all(count: int | None = None) -> tuple[GpuHealth, ...]:

@@ -2,8 +2,8 @@
 counter growth since the previous cycle, judged (gpu_verdict) with the editable limits (TelemetryRules).
 
 Counters such as PCIe replays only mean something as growth: the previous cycle's values are kept in Redis
-(one key per host, swapped in one round trip), like the engines' scrape windows, so every worker process
-of the host continues the same series.
+(one key per host), like the engines' scrape windows, so every worker process of the host continues the same
+series.
 """
 
 import json
@@ -44,7 +44,7 @@ def read(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple[GpuH
     if any(h.answering for h in healths):
         xid_listener.ensure(host)
     now = time.time()
-    previous = _swap_counters(host, healths, now)
+    rates = _judge_counters(host, healths, now)
     xids = xid_listener.recent(host, now - 60 * rules.gpu_xid_hold_minutes)
     limits = gpu_verdict.Limits(retired_pages=rules.gpu_retired_pages_limit,
                                 pcie_replays_per_minute=rules.gpu_pcie_replays_per_minute,
@@ -53,8 +53,8 @@ def read(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple[GpuH
     utilization = {g.index: g.utilization for g in gpus}
     readings = []
     for health in healths:
-        rates = _rates(health, previous.get(str(health.index)), now)
-        state, findings = gpu_verdict.assess(health, [x for x in xids if x.index == health.index], rates, limits,
+        state, findings = gpu_verdict.assess(health, [x for x in xids if x.index == health.index],
+                                             rates.get(health.index, gpu_verdict.Rates()), limits,
                                              utilization.get(health.index))
         readings.append(GpuHealthReading(health.index, state, tuple(findings), gpu_verdict.signals(health)))
     return tuple(readings)
@@ -64,26 +64,35 @@ def _nvlink_total(health: gpu_health.GpuHealth) -> int | None:
     return None if health.nvlink_errors is None else sum(health.nvlink_errors.values())
 
 
-def _swap_counters(host: str, healths, now: float) -> dict:
-    current = {str(h.index): {"at": now, "replays": h.pcie_replays, "nvlink": _nvlink_total(h)}
-               for h in healths if h.answering}
-    raw = rd.client().set(counters_key(host), json.dumps(current), ex=COUNTERS_TTL, get=True)
-    return json.loads(raw) if raw else {}
+def _judge_counters(host: str, healths, now: float) -> dict[int, gpu_verdict.Rates]:
+    """Each GPU's counter growth since the previous cycle (PCIe replays) or the previous NVLink reading (read
+    once every gpu_health.NVLINK_REFRESH seconds: its growth holds until the next one), kept in Redis."""
+    client = rd.client()
+    raw = client.get(counters_key(host))
+    previous = json.loads(raw) if raw else {}
+    rates, current = {}, {}
+    for health in healths:
+        if not health.answering:
+            continue
+        before = previous.get(str(health.index), {})
+        replays = _per_minute(health.pcie_replays, before.get("replays"), now - before.get("at", now))
+        nvlink, total = None, _nvlink_total(health)
+        if health.nvlink_read_at is not None and health.nvlink_read_at == before.get("nvlink_at"):
+            nvlink = before.get("nvlink_rate")  # the same reading as last cycle: the same growth
+        elif before.get("nvlink_at") is not None and health.nvlink_read_at is not None:
+            nvlink = _per_minute(total, before.get("nvlink"), health.nvlink_read_at - before["nvlink_at"])
+        rates[health.index] = gpu_verdict.Rates(pcie_replays=replays, nvlink_errors=nvlink)
+        current[str(health.index)] = {"at": now, "replays": health.pcie_replays, "nvlink": total,
+                                      "nvlink_at": health.nvlink_read_at, "nvlink_rate": nvlink}
+    client.set(counters_key(host), json.dumps(current), ex=COUNTERS_TTL)
+    return rates
 
 
-def _rates(health: gpu_health.GpuHealth, previous: dict | None, now: float) -> gpu_verdict.Rates:
-    if previous is None or not health.answering or now <= previous["at"]:
-        return gpu_verdict.Rates()
-    minutes = (now - previous["at"]) / 60
-
-    def per_minute(value, before):
-        # A counter that went down was reset (driver reload, GPU reset): no growth known this cycle.
-        if value is None or before is None or value < before:
-            return None
-        return (value - before) / minutes
-
-    return gpu_verdict.Rates(pcie_replays=per_minute(health.pcie_replays, previous.get("replays")),
-                             nvlink_errors=per_minute(_nvlink_total(health), previous.get("nvlink")))
+def _per_minute(value, before, seconds: float) -> float | None:
+    # A counter that went down was reset (driver reload, GPU reset): no growth known this time.
+    if value is None or before is None or seconds <= 0 or value < before:
+        return None
+    return (value - before) * 60 / seconds
 
 
 def read_now(host: str, gpus: tuple, hold_minutes: int | None = None) -> list[tuple[gpu_health.GpuHealth, str, list]]:

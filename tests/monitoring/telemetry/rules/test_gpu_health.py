@@ -20,7 +20,7 @@ clock = support.clock  # a fixture of this module
 
 @pytest.fixture(autouse=True)
 def _fresh_links(monkeypatch):
-    monkeypatch.setattr(gpu_health, "_links", {})
+    monkeypatch.setattr(gpu_health, "_nvlink", {})
 
 
 @pytest.fixture
@@ -110,17 +110,32 @@ def test_a_pcie_generation_below_max_counts_only_on_a_busy_gpu(clock, engine, mo
 @pytest.mark.parametrize(("signal", "grow", "detail", "action"), [
     pytest.param("pcie-replay", lambda gpu: gpu.update(replays=gpu["replays"] + 50),
                  "PCIe replays rising: 300.0 per minute", "reseat the GPU", id="pcie-replays"),
-    pytest.param("nvlink", lambda gpu: gpu["nvlink"][1]["errors"].update({2: gpu["nvlink"][1]["errors"][2] + 3}),
+    pytest.param("nvlink", lambda gpu: gpu["nvlink"][1]["errors"].update({1: gpu["nvlink"][1]["errors"][1] + 3}),
                  "NVLink errors rising: 18.0 per minute", "check the NVLink bridge", id="nvlink"),
 ])
 def test_growing_link_error_counters_are_yellow(clock, engine, monkeypatch, signal, grow, detail, action):
-    fake = install(monkeypatch, replays=1000, nvlink=fake_nvml.nvlink(4, crc_flit=500))
+    monkeypatch.setattr(gpu_health, "NVLINK_REFRESH", 0)  # NVLink read every cycle (else once a minute)
+    fake = install(monkeypatch, replays=1000, nvlink=fake_nvml.nvlink(4, recovery=500))
     sample(clock, 3)  # counters high but still: old errors, nothing raised
     assert open_incident(rf"gpu-degraded:{signal}") is None
     grow(fake.gpus[0])
     sample(clock)
     incident = open_incident(rf"gpu-degraded:{signal}")
     assert incident.level == Level.YELLOW and detail in incident.message and f"Action: {action}" in incident.message
+
+
+def test_nvlink_growth_holds_between_two_nvlink_readings(clock, engine, monkeypatch):
+    """NVLink is read once a minute: the growth one reading showed still counts in the cycles until the next."""
+    fake = install(monkeypatch, nvlink=fake_nvml.nvlink(2))
+    monkeypatch.setattr(gpu_health, "NVLINK_REFRESH", 0)
+    sample(clock)
+    fake.gpus[0]["nvlink"][0]["errors"][0] = 20  # 20 replays in 10 s
+    sample(clock)
+    assert "NVLink errors rising: 120.0 per minute" in open_incident(r"gpu-degraded:nvlink").message
+    monkeypatch.setattr(gpu_health, "NVLINK_REFRESH", 3600)  # the reading is kept from here on
+    sample(clock, 8)
+    assert open_incident(r"gpu-degraded:nvlink"), "the growth of the kept reading was forgotten"
+    assert [f.signal for f in health_of(0).findings] == ["nvlink"]
 
 
 def test_a_gpu_nvml_no_longer_answers_for_is_failing(clock, engine, monkeypatch):
