@@ -24,15 +24,17 @@ a file in it being unlinked; that needs write access to the tree's own
 directories, which is the owner's, not an attacker's.
 """
 
+import math
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import mounts, openfiles
 
 # st_mode's file-type bits, compared inline in the walk's loop (stat.S_ISREG() is a function call per file)
-_S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, stat.S_IFDIR, stat.S_IFREG
+_S_IFMT, _S_IFREG = 0o170000, stat.S_IFREG
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A file is opened only to ask about it: never through a symlink, never waiting for another's lease.
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -74,8 +76,7 @@ def _shown_char(char: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-@dataclass(frozen=True)
-class Dir:
+class Dir(NamedTuple):  # a tuple, not a frozen dataclass: a walk makes one per directory, 1,000s of them
     parent: int  # index into Scan.dirs; -1 for the root
     name: str
     ino: int
@@ -84,7 +85,11 @@ class Dir:
 
 @dataclass
 class Scan:
-    """What a walk found: directories and regular files, with the stat data decisions need."""
+    """What a walk found: directories and regular files, with the stat data decisions need.
+
+    A walk given a cutoff lists only the files old enough for it (age stamp at or before it) and counts the
+    younger ones (`young`); their bytes are in total_bytes all the same.
+    """
 
     root: str
     dev: int
@@ -92,10 +97,16 @@ class Scan:
     dirs: list[Dir] = field(default_factory=list)
     # (dir index, name, ino, bytes on disk, age stamp = max(mtime, ctime))
     files: list[tuple[int, str, int, int, float]] = field(default_factory=list)
+    young: int = 0  # regular files newer than the walk's cutoff: counted, not listed
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (relpath, why) of what was passed over
     total_bytes: int = 0
+
+    @property
+    def count(self) -> int:
+        """Every regular file of the root's own, listed or not."""
+        return len(self.files) + self.young
 
     def relpath(self, dir_index: int, name: str) -> str:
         parent = self.dirs[dir_index].relpath
@@ -123,58 +134,74 @@ def open_root(root: str) -> int:
     return fd
 
 
-def scan(root: str, protected: set[str] = frozenset()) -> Scan:
-    """Every regular file under root on root's own mount (relative paths in `protected` are not entered)."""
+def scan(root: str, protected: set[str] = frozenset(), older_than: float = math.inf) -> Scan:
+    """Every regular file under root on root's own mount (relative paths in `protected` are not entered).
+
+    Files whose age stamp is after older_than are only counted and measured: a cleanup never needs them one by
+    one, and not building their records is a good part of what a 200,000-file walk costs.
+    """
     root_fd = open_root(root)
     try:
         st = os.fstat(root_fd)
         result = Scan(root=root, dev=st.st_dev, mount_id=mounts.mount_id(root_fd))
         result.dirs.append(Dir(-1, "", st.st_ino, ""))
-        _Walk(result, protected, mounts.below(root)).walk(root_fd, 0)
+        _Walk(result, protected, mounts.below(root), older_than).walk(root_fd, 0)
     finally:
         os.close(root_fd)
     return result
 
 
 class _Walk:
-    def __init__(self, result: Scan, protected, mounted: dict):
-        self.result, self.protected, self.mounted = result, protected, mounted
+    def __init__(self, result: Scan, protected, mounted: dict, older_than: float):
+        self.result, self.protected, self.mounted, self.older_than = result, protected, mounted, older_than
 
     def walk(self, fd: int, index: int) -> None:
         result = self.result
         base = result.dirs[index].relpath
-        mounted_here = self.mounted.get(base, {})
         try:
             names = os.listdir(fd)
         except OSError as exc:
             result.errors.append((shown(base or "."), exc.strerror or str(exc)))
             return
-        subdirs, size, add, dev, lstat = [], 0, result.files.append, result.dev, os.stat
+        mounted_here = self.mounted.get(base)
+        if mounted_here:  # the table's mount points in this directory: noted, never stat'ed or entered
+            names = self.drop_mounts(base, names, mounted_here)
+        subdirs, size, young = [], 0, 0
+        add, dev, older_than, lstat = result.files.append, result.dev, self.older_than, os.lstat
         for name in names:  # the hot loop: one fstatat per name, nothing else that calls the kernel
             try:
-                st = lstat(name, dir_fd=fd, follow_symlinks=False)
+                st = lstat(name, dir_fd=fd)
             except OSError as exc:
                 result.errors.append((shown(f"{base}/{name}" if base else name), exc.strerror or str(exc)))
                 continue
-            kind = st.st_mode & _S_IFMT
-            if kind == _S_IFDIR:
-                subdirs.append(name)
-            elif kind != _S_IFREG or st.st_dev != dev or name in mounted_here:
-                self.pass_over(base, name, st, mounted_here)
+            if st.st_mode & _S_IFMT != _S_IFREG or st.st_dev != dev:
+                self.not_a_file(base, name, st, subdirs)
+                continue
+            blocks = st.st_blocks
+            size += blocks
+            # Age counts ctime too: a file renamed or chmod'ed recently (or unpacked with old mtimes) is in use.
+            mtime, ctime = st.st_mtime, st.st_ctime
+            age = mtime if mtime > ctime else ctime
+            if age <= older_than:
+                add((index, name, st.st_ino, blocks * 512, age))
             else:
-                # Age counts ctime too: a file renamed or chmod'ed recently (or unpacked with old mtimes) is in use.
-                blocks = st.st_blocks * 512
-                size += blocks
-                mtime, ctime = st.st_mtime, st.st_ctime
-                add((index, name, st.st_ino, blocks, mtime if mtime > ctime else ctime))
-        result.total_bytes += size
+                young += 1
+        result.total_bytes += size * 512
+        result.young += young
         for name in subdirs:
-            self.enter(fd, index, base, name, mounted_here)
+            self.enter(fd, index, base, name)
 
-    def pass_over(self, base: str, name: str, st: os.stat_result, mounted_here: dict) -> None:
-        """Count (and for a mount point, note) a name below the root that is not a file of the root's own."""
-        if name in mounted_here:
-            self.note_mount(base, name, mounted_here[name].describe())
+    def drop_mounts(self, base: str, names: list[str], mounted_here: dict) -> list[str]:
+        """names without the mount points among them (directories and single files alike), each noted."""
+        for name in names:
+            if name in mounted_here:
+                self.note_mount(base, name, mounted_here[name].describe())
+        return [name for name in names if name not in mounted_here]
+
+    def not_a_file(self, base: str, name: str, st: os.stat_result, subdirs: list[str]) -> None:
+        """A directory joins subdirs; anything else that is not a file of the root's own is counted."""
+        if stat.S_ISDIR(st.st_mode):
+            subdirs.append(name)
         elif stat.S_ISLNK(st.st_mode):
             self.result.skip(Skip.SYMLINK)
         elif not stat.S_ISREG(st.st_mode):
@@ -182,14 +209,11 @@ class _Walk:
         else:
             self.result.skip(Skip.OTHER_FS)
 
-    def enter(self, fd: int, index: int, base: str, name: str, mounted_here: dict) -> None:
+    def enter(self, fd: int, index: int, base: str, name: str) -> None:
         result = self.result
         relpath = f"{base}/{name}" if base else name
         if relpath in self.protected:
             result.skip(Skip.PROTECTED)
-            return
-        if name in mounted_here:
-            self.note_mount(base, name, mounted_here[name].describe())
             return
         try:
             child = os.open(name, DIR_FLAGS, dir_fd=fd)

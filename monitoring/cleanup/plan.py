@@ -8,6 +8,7 @@ kernel about each file before removing it and keeps those it cannot ask about.
 """
 
 import fnmatch
+import math
 import os
 import re
 from bisect import bisect_left
@@ -40,16 +41,13 @@ class Plan:
     limit: int
     cutoff: float  # files whose max(mtime, ctime) is at or before this are old enough
     chosen: list[tuple] = field(default_factory=list)  # oldest first, or in the scan's order if all of them go
+    chosen_bytes: int = 0
     kept: dict[str, int] = field(default_factory=dict)
     unreadable: list[int] = field(default_factory=list)  # pids the open-file check could not read
 
     @property
     def size_before(self) -> int:
         return self.scan.total_bytes
-
-    @property
-    def bytes_chosen(self) -> int:
-        return sum(f[3] for f in self.chosen)
 
 
 class Matcher:
@@ -108,26 +106,26 @@ def plan(root: str, *, limit: int, min_age_hours: float, include: str, exclude: 
     cutoff = now - min_age_hours * 3600
     if covering:
         # The whole root belongs to a running engine: measure it, touch nothing.
-        result = Plan(safewalk.scan(root), limit, cutoff)
-        result.kept[safewalk.Skip.PROTECTED] = len(result.scan.files)
+        result = Plan(safewalk.scan(root, older_than=-math.inf), limit, cutoff)
+        result.kept[safewalk.Skip.PROTECTED] = result.scan.count
         return result
-    scanned = safewalk.scan(root, protected=protected)
+    # Only the files old enough are listed one by one; the younger ones are counted and measured.
+    scanned = safewalk.scan(root, protected=protected, older_than=cutoff)
     result = Plan(scanned, limit, cutoff)
     if scanned.total_bytes <= limit:
         return result
-    candidates = _old_and_wanted(scanned, Matcher(include, exclude), cutoff, result.kept)
+    candidates = _old_and_wanted(scanned, Matcher(include, exclude), result.kept)
     busy = open_files() if candidates else openfiles.OpenFiles()
     result.unreadable = busy.unreadable
     _choose(result, candidates, busy.on(scanned.dev), scanned.total_bytes - limit)
     return result
 
 
-def _old_and_wanted(scanned: safewalk.Scan, matcher: Matcher, cutoff: float, kept: dict) -> list[tuple]:
+def _old_and_wanted(scanned: safewalk.Scan, matcher: Matcher, kept: dict) -> list[tuple]:
     """Files old enough that the patterns let go, in the scan's order."""
-    files = scanned.files
-    old = [f for f in files if f[4] <= cutoff]
-    if len(old) < len(files):
-        kept[Kept.TOO_YOUNG] = len(files) - len(old)
+    old = scanned.files  # the walk listed only those at or before the cutoff
+    if scanned.young:
+        kept[Kept.TOO_YOUNG] = scanned.young
     if matcher.include_all:
         candidates = old
     else:
@@ -143,13 +141,18 @@ def _choose(result: Plan, candidates: list[tuple], busy: set[int], excess: int) 
     When every free candidate is needed they are taken in the scan's order (directory by directory), which
     spares sorting 100,000s of files; otherwise the oldest whose sizes reach excess, oldest first.
     """
-    free = [f for f in candidates if f[2] not in busy] if busy else candidates
-    if len(free) < len(candidates):
+    # The files open on the root's filesystem are a few, the candidates 100,000s: look for any of them (in C)
+    # before building a second list.
+    free = candidates
+    if busy and not busy.isdisjoint(map(itemgetter(2), candidates)):
+        free = [f for f in candidates if f[2] not in busy]
         result.kept[Kept.OPEN] = len(candidates) - len(free)
-    if sum(map(itemgetter(3), free)) <= excess:
-        result.chosen = free
+    free_bytes = sum(map(itemgetter(3), free))
+    if free_bytes <= excess:
+        result.chosen, result.chosen_bytes = free, free_bytes
         return
-    free.sort(key=itemgetter(4))
-    reached = bisect_left(list(accumulate(map(itemgetter(3), free))), excess)
-    result.chosen = free[:reached + 1]
+    free = sorted(free, key=itemgetter(4))  # a new list: the scan's own stays in its order
+    running = list(accumulate(map(itemgetter(3), free)))
+    reached = bisect_left(running, excess)
+    result.chosen, result.chosen_bytes = free[:reached + 1], running[reached]
     result.kept[Kept.UNDER_LIMIT] = len(free) - len(result.chosen)

@@ -104,16 +104,19 @@ def _execute(run: CleanupRun, policy: CleanupPolicy, root: str, *, hook, now: fl
     decided = plan(root, limit=limit, min_age_hours=policy.min_age_hours, include=policy.include,
                    exclude=policy.exclude, now=now)
     scan = decided.scan
-    run.files_scanned = len(scan.files)
+    run.files_scanned = scan.count
     run.size_before = decided.size_before
     kept = {**scan.skipped, **decided.kept}
     errors = [list(e) for e in scan.errors]
-    removed = decided.chosen if run.dry_run else _remove(decided, hook, kept, errors)
+    if run.dry_run:
+        removed, freed = decided.chosen, decided.chosen_bytes
+    else:
+        removed = _remove(decided, hook, kept, errors)
+        freed = sum(map(itemgetter(3), removed))
     run.files_removed = len(removed)
-    run.bytes_freed = freed = sum(map(itemgetter(3), removed))
+    run.bytes_freed = freed
     run.size_after = decided.size_before - freed
-    oldest = heapq.nsmallest(CleanupRun.MAX_LISTED, removed, key=itemgetter(4))
-    run.removed = [[shown(scan.relpath(f[0], f[1])), f[3]] for f in oldest]
+    run.removed = [[shown(scan.relpath(f[0], f[1])), f[3]] for f in oldest(removed, CleanupRun.MAX_LISTED)]
     run.skipped = kept
     run.error_count = len(errors)
     run.errors = errors[:MAX_ERRORS]
@@ -121,6 +124,22 @@ def _execute(run: CleanupRun, policy: CleanupPolicy, root: str, *, hook, now: fl
     run.status = CleanupRun.Status.OVER_LIMIT if run.size_after > limit else CleanupRun.Status.DONE
     run.message = _summary(run, decided)
     CleanupPolicy.objects.filter(pk=policy.pk).update(last_size_bytes=run.size_after, last_size_at=timezone.now())
+
+
+def oldest(files: list[tuple], n: int) -> list[tuple]:
+    """The n oldest of files (by age stamp), oldest first: heapq.nsmallest's answer, for 100,000s of files in
+    one cheap pass rather than nsmallest's key call and heap test per file.
+
+    A sample of every 32nd file gives an age that about 3n of them reach at most; only those are ranked. If fewer
+    than n do (ages bunched up in an unlucky order), the whole list is ranked after all.
+    """
+    if len(files) > 64 * n:
+        sample = sorted(map(itemgetter(4), files[::32]))
+        bound = sample[3 * n // 32]
+        few = [f for f in files if f[4] <= bound]
+        if len(few) >= n:
+            files = few
+    return heapq.nsmallest(n, files, key=itemgetter(4))
 
 
 def _remove(decided: Plan, hook, kept: dict, errors: list) -> list[tuple]:
