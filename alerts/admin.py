@@ -1,18 +1,28 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from . import silences
+from . import inhibition, silences
 from .incidents import acknowledge
-from .models import DeliveryAttempt, Incident, IncidentEvent, Notification, NotificationChannel, Silence
+from .models import (
+    DeliveryAttempt,
+    Incident,
+    IncidentEvent,
+    Notification,
+    NotificationChannel,
+    NotificationItem,
+    Silence,
+)
 from .notifications import delivery, planner
 from .notifications.forms import ChannelForm
 
 
 class IncidentEventInline(admin.TabularInline):
     model = IncidentEvent
+    fk_name = "incident"
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("at", "kind", "level", "value", "user", "note", "silenced_by")
+    fields = readonly_fields = ("at", "kind", "level", "value", "user", "note", "silenced_by", "inhibited_by",
+                                "released")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -20,15 +30,28 @@ class IncidentEventInline(admin.TabularInline):
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ("title", "level", "peak_level", "opened_at", "resolved_at", "acknowledged_by", "is_test")
-    list_filter = ("level", "kind", "is_test", ("resolved_at", admin.EmptyFieldListFilter))
+    list_display = ("title", "host", "level", "peak_level", "opened_at", "resolved_at", "acknowledged_by", "held",
+                    "is_test")
+    list_filter = ("level", "kind", "host", "is_test", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("title", "source", "message")
     date_hierarchy = "opened_at"
     inlines = [IncidentEventInline]
     actions = ["acknowledge_selected"]
     # History is written by the checks, not by hand.
-    readonly_fields = ("source", "kind", "title", "level", "peak_level", "value", "message", "is_test", "opened_at",
-                       "updated_at", "resolved_at", "acknowledged_at", "acknowledged_by")
+    readonly_fields = ("source", "kind", "host", "title", "level", "peak_level", "value", "message", "is_test",
+                       "opened_at", "updated_at", "resolved_at", "acknowledged_at", "acknowledged_by")
+
+    @admin.display(description="notified")
+    def held(self, incident):
+        """Why an open incident notifies nobody now: a silence, or a red disk on its host (its likely cause).
+        Asked for open incidents only, which are few."""
+        if not incident.is_open:
+            return ""
+        silence = silences.covering(incident)
+        if silence is not None:
+            return f"silenced until {timezone.localtime(silence.ends_at):%H:%M}"
+        cause = inhibition.cause_of(incident)
+        return f"inhibited by {cause.title}" if cause is not None else "yes"
 
     def has_add_permission(self, request):
         return False
@@ -60,6 +83,11 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             "fields": ("recipients", "url", "secret", "address_policy"),
         }),
         ("What", {"fields": ("levels", "incident_kinds", "repeat_minutes", "escalate_after_minutes")}),
+        ("Grouping", {
+            "description": "Changes of one host's incidents that come close together (a full disk and the engines "
+                           "it stops) are sent as one message listing each.",
+            "fields": ("group_wait_seconds", "group_interval_minutes"),
+        }),
         ("Health", {"fields": ("consecutive_failures", "last_success_at", "last_failure_at", "last_error")}),
     )
 
@@ -91,17 +119,29 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+class NotificationItemInline(admin.TabularInline):
+    """The changes a grouped message lists."""
+
+    model = NotificationItem
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("added_at", "incident", "reason", "level", "__str__")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ("created_at", "channel", "reason", "subject", "status", "attempt_count", "sent_at", "last_error")
     list_filter = ("status", "reason", "channel")
     search_fields = ("subject",)
     date_hierarchy = "created_at"
-    inlines = [DeliveryAttemptInline]
+    inlines = [NotificationItemInline, DeliveryAttemptInline]
     actions = ["retry_now"]
-    readonly_fields = ("key", "channel", "incident", "event", "reason", "dedupe_key", "level", "subject", "payload",
-                       "status", "attempt_count", "created_at", "next_attempt_at", "claimed_until", "sent_at",
-                       "last_error")
+    readonly_fields = ("key", "channel", "incident", "event", "reason", "group", "dedupe_key", "level", "subject",
+                       "payload", "status", "attempt_count", "created_at", "next_attempt_at", "claimed_until",
+                       "sent_at", "last_error")
 
     def has_add_permission(self, request):
         return False

@@ -97,6 +97,11 @@ class IncidentEvent(models.Model):
     # Set when a silence kept this transition from being sent; released once told after the silence ended.
     silenced_by = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="silenced_events")
+    # Set when an open red disk incident on the same host kept this transition (of an engine or telemetry
+    # incident, an echo of the full disk) from being sent; released like a silenced one once the disk is no
+    # longer red (alerts/inhibition.py).
+    inhibited_by = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="inhibited_events")
     released = models.BooleanField(default=False)
 
     class Meta:
@@ -223,6 +228,15 @@ class NotificationChannel(models.Model):
         help_text="0: told as incidents happen. N: an escalation step, e.g. the on-call robot at 15, a manager "
                   "at 60: told only about red incidents nobody acknowledged within N minutes (then about their "
                   "later changes); acknowledging stops the escalation.")
+    group_wait_seconds = models.PositiveIntegerField(
+        "group wait (seconds)", default=30,
+        help_text="Changes of incidents on one host within this many seconds of the first are sent as one message "
+                  "(a full disk and the engines it stops, in one). A single incident waits this long, no more; "
+                  "0 sends each change at once, alone.")
+    group_interval_minutes = models.PositiveIntegerField(
+        "group interval (minutes)", default=5,
+        help_text="After a host's message, its incidents' later de-escalations and resolves are collected and sent "
+                  "together at most this often. New incidents and anything red still wait only the group wait.")
     # Written by each delivery attempt.
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -240,6 +254,10 @@ class NotificationChannel(models.Model):
     @property
     def escalates(self) -> bool:
         return self.escalate_after_minutes > 0
+
+    @property
+    def groups(self) -> bool:
+        return self.group_wait_seconds > 0
 
     @property
     def is_healthy(self) -> bool:
@@ -266,6 +284,7 @@ class Notification(models.Model):
         RESOLVED = "resolved", "Resolved"
         REPEAT = "repeat", "Reminder (red, not acknowledged)"
         ESCALATION = "escalation", "Escalation (red, not acknowledged)"
+        GROUP = "group", "Grouped changes (one host)"
         TEST = "test", "Channel test"
 
     class Status(models.TextChoices):
@@ -287,7 +306,12 @@ class Notification(models.Model):
     dedupe_key = models.CharField(max_length=100)
     level = models.CharField(max_length=10, choices=Level.choices, blank=True)
     subject = models.CharField(max_length=300)
-    payload = models.JSONField(help_text="The message as planned; every attempt sends exactly this.")
+    payload = models.JSONField(help_text="The message as planned; every attempt sends exactly this. A grouped "
+                               "message is written when its group closes, before its first attempt.")
+    group = models.CharField(
+        max_length=100, blank=True,
+        help_text="A grouped message: the host whose incidents' changes it collects (its items); empty: a message "
+                  "sent alone.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField()
@@ -306,6 +330,32 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.subject} -> {self.channel_id} ({self.status})"
+
+
+class NotificationItem(models.Model):
+    """One incident transition in a grouped message: what it says alone, listed in the group's message.
+
+    (channel, dedupe_key) is unique like a Notification's, so planning the same transition twice adds it once.
+    """
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="items")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notification_items")
+    event = models.ForeignKey(IncidentEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dedupe_key = models.CharField(max_length=100)
+    reason = models.CharField(max_length=20, choices=Notification.Reason.choices)
+    level = models.CharField(max_length=10, choices=Level.choices, blank=True)
+    payload = models.JSONField(help_text="The transition's message as it would be sent alone.")
+    added_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["added_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "dedupe_key"], name="one_item_per_channel_and_key"),
+        ]
+
+    def __str__(self):
+        return self.payload.get("subject", "")
 
 
 class DeliveryAttempt(models.Model):

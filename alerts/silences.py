@@ -1,5 +1,5 @@
 """Which silence, if any, keeps an incident quiet. The planner asks before every message, and tells
-about incidents still open once their silences have ended (planner.release_silenced)."""
+about incidents still open once their silences have ended (planner.release_held)."""
 
 from datetime import datetime
 

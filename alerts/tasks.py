@@ -30,7 +30,8 @@ def redeliver_stalled_notifications() -> str:
 
 @shared_task(soft_time_limit=30, time_limit=45)
 def release_silences() -> str:
-    return f"queued {len(planner.release_silenced())} message(s) held back by ended silences"
+    # Also what red disks held back (inhibition): one beat row sends whatever is no longer held.
+    return f"queued {len(planner.release_held())} message(s) held back by ended silences or red disks"
 
 
 # The names these tasks had before the alerts app existed (monitoring.tasks.*): messages queued by

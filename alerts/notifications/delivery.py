@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from ..levels import Level
 from ..models import DeliveryAttempt, Notification, NotificationChannel
+from . import grouping
 from .messages import Message
 from .transports import DeliveryError, transport_for
 
@@ -81,6 +82,12 @@ def deliver(notification_id: int) -> Outcome:
                                          attempt_count=F("attempt_count") + 1):
         return Outcome("skipped", "not due, or another worker has it")
     notification.refresh_from_db(fields=["attempt_count"])
+    if notification.group and grouping.close(notification) is None:
+        # Claimed, so the group takes no new items; each one it had is now held by a red disk.
+        Notification.objects.filter(pk=notification.pk, status=Status.SENDING).update(
+            status=Status.CANCELLED, claimed_until=None, next_attempt_at=None,
+            last_error="every change in the group was inhibited by a red disk on its host")
+        return Outcome("cancelled", "every change in the group is inhibited")
     return _attempt(notification, now)
 
 
@@ -113,13 +120,15 @@ def _earlier_message_due(notification: Notification, now):
     """When an earlier, unfinished message about the same incident to the same channel is next tried.
 
     Messages about one incident arrive in order: a "resolved" never overtakes
-    the "opened" that a failing channel is still retrying.
+    the "opened" that a failing channel is still retrying (alone or in a group).
     """
-    if notification.incident_id is None:
+    incidents = grouping.incidents_of(notification)
+    if not incidents:
         return None
     earlier = (Notification.objects
-               .filter(channel_id=notification.channel_id, incident_id=notification.incident_id,
-                       pk__lt=notification.pk, status__in=[Status.PENDING, Status.SENDING])
+               .filter(Q(incident_id__in=incidents) | Q(items__incident_id__in=incidents),
+                       channel_id=notification.channel_id, pk__lt=notification.pk,
+                       status__in=[Status.PENDING, Status.SENDING])
                .order_by("pk").first())
     if earlier is None:
         return None

@@ -19,7 +19,8 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = NotificationChannel
         fields = ["name", "kind", "enabled", "recipients", "url", "secret", "address_policy", "levels",
-                  "incident_kinds", "repeat_minutes", "escalate_after_minutes"]
+                  "incident_kinds", "repeat_minutes", "escalate_after_minutes", "group_wait_seconds",
+                  "group_interval_minutes"]
         widgets = {"recipients": forms.Textarea(attrs={"rows": 3, "cols": 60}),
                    "url": forms.TextInput(attrs={"size": 80})}
 

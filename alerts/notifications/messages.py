@@ -7,7 +7,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from ..levels import Level
+from ..levels import Level, rank
 from ..models import Incident, IncidentEvent, Notification
 
 Reason = Notification.Reason
@@ -72,6 +72,47 @@ def after_silence(message: Message, silence) -> Message:
     why = f" ({silence.reason})" if silence is not None else ""
     text = f"{message.text}\nThis was held back by a silence{why} that has ended; the incident is still open."
     return replace(message, text=text, data={**message.data, "text": text, "after_silence": True})
+
+
+def after_inhibition(message: Message, cause) -> Message:
+    """The message of a transition held back while its likely cause (a red disk on its host) was red."""
+    what = f"{cause.title} was red on {cause.host}" if cause is not None else "a red disk on its host was open"
+    text = (f"{message.text}\nThis was held back while {what} (the likely cause); that is no longer red and "
+            "this incident is still open.")
+    return replace(message, text=text, data={**message.data, "text": text, "after_inhibition": True})
+
+
+def for_group(host: str, items: list[Message]) -> Message:
+    """One message for the changes of a host's incidents collected in one group (at least one).
+
+    A group of one says exactly what the change says alone; a larger one lists each change, the worst
+    level first in the subject.
+    """
+    if len(items) == 1:
+        return items[0]
+    worst = max((item.level for item in items), key=rank)  # a resolve ("") ranks below every level
+    titles = ", ".join(dict.fromkeys(item.data["incident"]["title"] for item in items if item.data.get("incident")))
+    subject = f"[{worst.upper() or 'RESOLVED'}] {len(items)} changes on {host}: {titles}"
+    is_test = all(item.is_test for item in items)
+    if is_test:
+        subject = f"[TEST] {subject}"
+    lines = [f"{len(items)} changes on host {host}:"]
+    for item in items:
+        lines.append(f"- {_unmarked(item.subject)}")
+        lines += [f"  {line}" for line in item.text.splitlines()
+                  if line and not line.startswith("Dashboard: ") and line != TEST_NOTE]
+    if is_test:
+        lines.append(TEST_NOTE)
+    if _url():
+        lines.append(f"Dashboard: {_url()}")
+    text = "\n".join(lines)
+    data = {"reason": Reason.GROUP.value, "subject": subject, "text": text, "is_test": is_test, "level": worst,
+            "host": host, "incident": None, "event": None, "items": [item.data for item in items], "url": _url()}
+    return Message(subject, text, Reason.GROUP.value, worst, is_test, data)
+
+
+def _unmarked(subject: str) -> str:
+    return subject.removeprefix("[TEST] ")
 
 
 def for_channel_test(channel_name: str) -> Message:

@@ -21,7 +21,15 @@ The rules (see the README's notifications section):
 - A transition covered by an active silence (alerts/silences.py) is recorded
   as silenced and sent to nobody, reminders included. Once no silence covers
   it any more, an incident still open is sent once, as its latest silenced
-  transition (release_silenced, every minute).
+  transition (release_held, every minute).
+- Likewise a transition of an engine or telemetry incident on a host with an
+  open red disk incident (alerts/inhibition.py) is recorded as inhibited by
+  the disk and sent to nobody; once the disk is no longer red, an incident
+  still open is sent once (at once, with the disk's own change, and by the
+  same every-minute task).
+- A channel with a group wait (grouping.py) gets the changes of one host's
+  incidents that come close together as one message; reminders, escalation
+  steps and channel tests are always sent alone and at once.
 
 Each row is unique per (channel, dedupe_key), so planning twice is harmless.
 There is no storm from a flapping value: one event is at most one message per
@@ -33,15 +41,16 @@ import uuid
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from glmadmin import jobs
 
-from .. import silences
+from .. import inhibition, silences
 from ..levels import Level
 from ..models import Incident, IncidentEvent, Notification, NotificationChannel
-from . import messages
+from . import grouping, messages
 
 log = logging.getLogger(__name__)
 DELIVER_TASK = "alerts.tasks.deliver_notification"
@@ -63,44 +72,75 @@ def event_committed(event_id: int) -> list[int]:
     if reason is None:
         return []
     incident = event.incident
+    planned = []
     silence = silences.covering(incident, event.level, at=event.at)
+    cause = inhibition.holds(event) if silence is None else None
     if silence is not None:
         IncidentEvent.objects.filter(pk=event.pk).update(silenced_by=silence)
-        return []
-    return enqueue(_plan_event(incident, event, reason, messages.for_event(incident, event, reason),
-                               f"event:{event.pk}"))
+    elif cause is not None:
+        IncidentEvent.objects.filter(pk=event.pk).update(inhibited_by=cause)
+    else:
+        planned = _plan_event(incident, event, reason, messages.for_event(incident, event, reason),
+                              f"event:{event.pk}")
+    if incident.kind == Incident.Kind.DISK and event.kind in (EventKind.DEESCALATED, EventKind.RESOLVED):
+        # A disk that stops being red releases its echoes now, so they join the disk's own message.
+        planned += release_held(enqueued=False)
+    return enqueue(planned)
 
 
-def release_silenced() -> list[int]:
-    """Tell about incidents kept quiet by silences that have ended: once each, if still open."""
-    pending = (IncidentEvent.objects.filter(silenced_by__isnull=False, released=False)
-               .select_related("incident__acknowledged_by", "silenced_by").order_by("at", "pk"))
-    latest = {event.incident_id: event for event in pending}  # the last silenced transition of each
+HELD = Q(silenced_by__isnull=False) | Q(inhibited_by__isnull=False)
+
+
+def release_held(enqueued: bool = True) -> list[int]:
+    """Tell about incidents kept quiet by silences that have ended, or by red disks that no longer are:
+    once each, if still open, as their latest held transition."""
+    pending = (IncidentEvent.objects.filter(HELD, released=False)
+               .select_related("incident__acknowledged_by", "silenced_by", "inhibited_by").order_by("at", "pk"))
+    latest = {event.incident_id: event for event in pending}  # the last held transition of each
     quiet = silences.active() if latest else []
+    causes = inhibition.causes() if latest else []
     planned = []
     for event in latest.values():
         incident = event.incident
-        if incident.is_open and silences.covering(incident, among=quiet) is not None:
-            continue  # still silenced (perhaps by a newer silence)
+        if incident.is_open and (silences.covering(incident, among=quiet) is not None
+                                 or inhibition.cause_of(incident, among=causes) is not None):
+            continue  # still held (perhaps by a newer silence, or another red disk)
         reason = REASON_FOR_EVENT.get(event.kind)
         if incident.is_open and reason is not None:
-            message = messages.after_silence(messages.for_event(incident, event, reason), event.silenced_by)
-            planned += _plan_event(incident, event, reason, message, f"unsilenced:{event.pk}")
-        IncidentEvent.objects.filter(incident=incident, silenced_by__isnull=False, released=False).update(
-            released=True)
-    return enqueue(planned)
+            message = messages.for_event(incident, event, reason)
+            if event.silenced_by_id:
+                message, key = messages.after_silence(message, event.silenced_by), f"unsilenced:{event.pk}"
+            else:
+                message, key = messages.after_inhibition(message, event.inhibited_by), f"uninhibited:{event.pk}"
+            planned += _plan_event(incident, event, reason, message, key)
+        IncidentEvent.objects.filter(HELD, incident=incident, released=False).update(released=True)
+    return enqueue(planned) if enqueued else planned
 
 
 def _plan_event(incident: Incident, event: IncidentEvent, reason: str, message: messages.Message,
                 dedupe_key: str) -> list[int]:
-    told = set(incident.notifications.values_list("channel_id", flat=True))
+    told = _told(incident)
     planned = []
     for channel in NotificationChannel.objects.filter(enabled=True):
         first_news = (reason in (Reason.OPENED, Reason.ESCALATED) and not channel.escalates
                       and channel.receives(incident.kind, event.level))
-        if channel.pk in told or first_news:
-            planned.append(_plan(channel, message, dedupe_key, incident=incident, event=event))
-    return [n.pk for n in planned if n]
+        if not (channel.pk in told or first_news):
+            continue
+        if channel.groups:
+            group, schedule = grouping.add(channel, incident, event, message, dedupe_key)
+            if schedule:
+                planned.append(group.pk)
+        else:
+            single = _plan(channel, message, dedupe_key, incident=incident, event=event)
+            if single:
+                planned.append(single.pk)
+    return planned
+
+
+def _told(incident: Incident) -> set[int]:
+    """The channels that were told (or are about to be) about an incident, alone or in a group."""
+    about = Q(incident=incident) | Q(items__incident=incident)
+    return set(Notification.objects.filter(about).values_list("channel_id", flat=True))
 
 
 def plan_repeats() -> list[int]:
@@ -141,10 +181,12 @@ def plan_escalations() -> list[int]:
 
 
 def _unacknowledged_reds(now):
-    """(incident, the event that made it red) for each open, red, unacknowledged and unsilenced incident."""
-    quiet = silences.active(now)
+    """(incident, the event that made it red) for each open, red, unacknowledged incident that is neither
+    silenced nor inhibited."""
+    quiet, causes = silences.active(now), inhibition.causes()
     for incident in Incident.objects.open().filter(level=Level.RED, acknowledged_at__isnull=True):
-        if silences.covering(incident, among=quiet) is not None:
+        if (silences.covering(incident, among=quiet) is not None
+                or inhibition.cause_of(incident, among=causes) is not None):
             continue
         red_since = (incident.events.filter(level=Level.RED, kind__in=[EventKind.OPENED, EventKind.ESCALATED])
                      .order_by("at", "pk").last())
@@ -171,11 +213,15 @@ def _plan(channel, message: messages.Message, dedupe_key: str, **fields) -> Noti
 
 
 def enqueue(notification_ids: list[int]) -> list[int]:
-    """One Celery task per notification, so a slow or dead channel holds up nobody else."""
+    """One Celery task per notification, so a slow or dead channel holds up nobody else; a group's runs
+    when the group closes (the stalled-notification sweep is the backstop if that task is lost)."""
     def send():
+        now = timezone.now()
+        due = dict(Notification.objects.filter(pk__in=notification_ids).values_list("pk", "next_attempt_at"))
         for pk in notification_ids:
+            wait = (due.get(pk) or now) - now
             try:
-                jobs.enqueue(DELIVER_TASK, pk)
+                jobs.enqueue(DELIVER_TASK, pk, countdown=wait.total_seconds() if wait > timedelta(0) else None)
             except OperationalError as exc:
                 # The row is in the database: the stalled-notification sweep queues it again.
                 log.warning("cannot queue notification %s (%s); the sweep will retry", pk, exc)

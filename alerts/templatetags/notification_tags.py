@@ -1,6 +1,6 @@
 from django import template
 
-from alerts import silences
+from alerts import inhibition, silences
 from alerts.notifications.panel import panel
 
 register = template.Library()
@@ -16,3 +16,9 @@ def notifications_panel():
 def silence_of(incident):
     """The active silence that keeps `incident` quiet, or None."""
     return silences.covering(incident)
+
+
+@register.simple_tag
+def inhibitor_of(incident):
+    """The open red disk incident on `incident`'s host that keeps it quiet (inhibition), or None."""
+    return inhibition.cause_of(incident)

@@ -128,25 +128,30 @@ def smtp(settings):
 
 
 def webhook(url: str, *, kind: str = "webhook", name: str | None = None, **fields) -> NotificationChannel:
+    """A webhook channel; like mail_channel, it sends each change at once and alone unless the test asks for
+    grouping (group_wait_seconds=30, the default of a channel made in the admin)."""
     fields.setdefault("levels", ["yellow", "orange", "red"])
+    fields.setdefault("group_wait_seconds", 0)
     return NotificationChannel.objects.create(name=name or kind, kind=kind, url=url, address_policy="private",
                                               **fields)
 
 
 def mail_channel(recipients: str = "ops@example.com", **fields) -> NotificationChannel:
     fields.setdefault("levels", ["red"])
+    fields.setdefault("group_wait_seconds", 0)
     return NotificationChannel.objects.create(name=fields.pop("name", "mail"), kind="email", recipients=recipients,
                                               **fields)
 
 
-def reading(percent: float, *, path: str = "/data", margin: float = 2.0):
-    """A disk reading through the real level rule (thresholds 85/92/97, hysteresis) and incident driver."""
+def reading(percent: float, *, path: str = "/data", margin: float = 2.0, host: str | None = None):
+    """A disk reading through the real level rule (thresholds 85/92/97, hysteresis) and incident driver,
+    on `host` (default: this one, GLMADMIN_HOST_NAME)."""
     thresholds = {"yellow": 85.0, "orange": 92.0, "red": 97.0}
     source = f"disk:{path}"
     current = Incident.objects.open().filter(source=source).first()
     level = evaluate(percent, thresholds, current.level if current else None, margin)
     return drive(source, level, kind="disk", title=f"Disk data ({path})", value=percent,
-                 message=f"disk at {percent:.1f} % on {path}")
+                 message=f"disk at {percent:.1f} % on {path}", host=host)
 
 
 def work() -> list[str]:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 def form(**overrides):
     data = {"name": "team", "kind": "webhook", "enabled": "on", "url": "https://93.184.215.14/hook",
             "address_policy": "public", "levels": ["orange", "red"], "repeat_minutes": "30",
-            "escalate_after_minutes": "0"}
+            "escalate_after_minutes": "0", "group_wait_seconds": "30", "group_interval_minutes": "5"}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
