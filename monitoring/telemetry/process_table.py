@@ -14,7 +14,10 @@ from functools import cached_property
 
 import psutil
 
+from .. import check_stalls
+
 UNKNOWN_NAME = "?"
+WALK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class ProcessTable:
 
     @cached_property
     def entries(self) -> dict[int, Entry]:
+        # Reading /proc of a process stuck in the kernel (its name can mean reading its cmdline) may block for
+        # good: the walk has a deadline, and one that misses it is a "check stalled" incident (raised on).
+        return check_stalls.guard("process-table", "process table", self._walk, seconds=WALK_SECONDS,
+                                  what="reading the process table (/proc)")
+
+    def _walk(self) -> dict[int, Entry]:
         entries = {}
         for proc in psutil.process_iter(["ppid", "name", "create_time"]):
             try:

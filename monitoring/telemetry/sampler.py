@@ -9,7 +9,7 @@ import psutil
 from django.conf import settings
 from django.utils import timezone
 
-from glmadmin.lib import nvml
+from glmadmin.lib import deadline, nvml
 from glmadmin.lib import redis as rd
 from inference import engine_client
 from inference.models import Engine, EngineState
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Engines whose /metrics should answer; the others are only measured (their memory) while they have a pid.
 SCRAPED = {EngineState.READY, EngineState.DRAINING, EngineState.UNHEALTHY}
 _cpu_primed = False
+NVML_KEY = "nvml-read"
+NVML_SECONDS = 5.0
 
 
 def take_cycle() -> Cycle:
@@ -36,6 +38,8 @@ def take_cycle() -> Cycle:
 
 
 def read_gpu_health(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple:
+    if NVML_KEY in deadline.hung():
+        return ()  # NVML hangs: asking it for health too would hang this cycle
     try:
         return gpu_health_cycle.read(host, gpus, gpu_status)
     except Exception:  # noqa: BLE001 - a broken health read must not cost the cycle's other readings
@@ -45,8 +49,10 @@ def read_gpu_health(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) ->
 
 def read_gpus(table: ProcessTable) -> tuple[tuple[GpuReading, ...], str]:
     try:
-        snapshot = nvml.read()
-    except nvml.NvmlError as exc:
+        # A GPU that fell off the bus can hang NVML for good: the read has a deadline, and a read that misses
+        # it is a status like any NVML failure (the failing-NVML rule makes it an incident naming the hang).
+        snapshot = deadline.run(NVML_KEY, nvml.read, seconds=NVML_SECONDS, what="NVML read")
+    except (nvml.NvmlError, deadline.Stalled) as exc:
         log.warning("%s", exc)
         return (), str(exc)
     return tuple(_gpu_reading(gpu, table) for gpu in snapshot.gpus), snapshot.status
