@@ -12,7 +12,7 @@ class Command(BaseCommand):
             raise CommandError("no filesystem is watched: add one in the admin under Watched filesystems")
         for r in readings:
             if r.error:
-                change = f"  ({r.level} incident {r.transition.kind})" if r.transition else ""
+                change = f"  ({r.transition.incident.level} incident {r.transition.kind})" if r.transition else ""
                 line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} ERROR  {r.error}{change}"
             else:
                 change = f"  ({r.transition.kind})" if r.transition else ""
