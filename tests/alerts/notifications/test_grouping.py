@@ -50,7 +50,7 @@ def titles(items) -> list[str]:
 
 
 def test_five_incidents_within_30_s_on_one_host_are_one_message_per_channel(committed, clock, channels, receiver,
-                                                                               smtp):
+                                                                               smtp, admin_client):
     engines = [engine("glm", port=8001), engine("qwen", port=8002), engine("other-host", host="gpu-b", port=8003)]
     committed(reading, 93, path="/data")  # 10:00:00 (orange: a red disk would hold back the engines' failures)
     clock.shift(5)
@@ -85,6 +85,10 @@ def test_five_incidents_within_30_s_on_one_host_are_one_message_per_channel(comm
     assert receiver.requests[1].body["incident"]["title"] == "Engine other-host failed"
     assert smtp.messages[1][1]["Subject"] == "[ORANGE] Engine other-host failed: opened"
     assert Notification.objects.count() == 4 and set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+    # The dashboard lists the grouped message under each of the five incidents it told about.
+    html = " ".join(admin_client.get("/").content.decode().split())
+    assert html.count("Grouped changes (one host) → webhook: <strong>sent</strong>") == 5
+    assert html.count("Opened → webhook: <strong>sent</strong>") == 1  # host B's, alone
 
 
 def test_a_single_incident_waits_the_group_wait_and_no_longer(committed, clock, channels, receiver):
