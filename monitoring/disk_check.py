@@ -40,6 +40,7 @@ class Reading:
     transition: Transition | None
     error: str = ""
     stalled: bool = False  # statvfs did not return in time: level and percent are unknown
+    pending: disk_pending.Pending | None = None  # a level reached but not held for its duration yet
 
 
 def check_filesystem(fs: WatchedFilesystem, now: datetime | None = None) -> Reading:
@@ -98,7 +99,7 @@ def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: d
     transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
                        value=usage.percent, message=message)
     cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
-    return Reading(fs, usage.percent, decision.level, transition)
+    return Reading(fs, usage.percent, decision.level, transition, pending=decision.pending)
 
 
 def _stalled(fs: WatchedFilesystem, exc: deadline.Stalled) -> Reading:

@@ -16,6 +16,8 @@ class Command(BaseCommand):
                 line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} ERROR  {r.error}{change}"
             else:
                 change = f"  ({r.transition.kind})" if r.transition else ""
+                if r.pending:
+                    change += f"  ({r.pending.level} pending, needs {r.pending.for_seconds} s)"
                 line = f"{r.filesystem.label:<12} {r.filesystem.path:<30} {r.percent:5.1f} %  {r.level or 'ok'}{change}"
             self.stdout.write(line)
         errors = [r.error for r in readings if r.error]

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from alerts.models import Incident, Notification
@@ -145,3 +146,11 @@ def test_pending_is_shown_on_the_dashboard_row_and_in_the_live_state(watched, ch
     assert live.state()["filesystems"][0]["pending"] is None
     page = admin_client.get("/").content.decode()
     assert "pending for" not in page
+
+
+def test_check_disk_says_what_is_pending(watched, volume, capsys):
+    fill_to(volume, 93)
+    call_command("check_disk")
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("ok  (orange pending, needs 30 s)"), line
+    assert not Incident.objects.exists()
