@@ -99,6 +99,8 @@ def close(notification: Notification) -> Message | None:
         IncidentEvent.objects.filter(pk=item.event_id).update(inhibited_by=cause, released=False)
         item.delete()  # not sent: planning its release later must not find it taken
     if not kept:
+        # About no incident any more: a later change of the first one must not find this channel "told".
+        Notification.objects.filter(pk=notification.pk).update(incident=None, event=None)
         return None
     message = for_group(kept[0].incident.host, [Message.from_payload(item.payload) for item in kept])
     Notification.objects.filter(pk=notification.pk).update(

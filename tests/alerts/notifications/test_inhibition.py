@@ -162,3 +162,17 @@ def test_a_grouped_channel_leaves_out_an_echo_whose_disk_turned_red_while_the_gr
     (grouped,) = receiver.requests[1:]
     assert [(i["reason"], i["incident"]["title"]) for i in grouped.body["items"]] == [
         ("resolved", DISK_A), ("opened", "Engine glm failed")]
+
+
+def test_a_group_left_with_only_echoes_is_not_sent_nor_counts_as_told(committed, hosts, clock, receiver):
+    engine_a, _ = hosts
+    webhook(receiver.url, name="engines only", incident_kinds=["engine"], group_wait_seconds=30)
+    committed(engine_incidents.open_failed, engine_a, "3 failed probes in a row")
+    clock.skip(10)
+    committed(disk_a, 98)  # not for this channel, but the cause of the engine's failure
+    clock.skip(20)
+    assert work() == ["cancelled: every change in the group is inhibited"]
+    committed(engine_incidents.resolve, engine_a)  # the channel never heard of it: no "resolved" either
+    clock.skip(30)
+    work()
+    assert receiver.requests == []
