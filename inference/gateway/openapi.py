@@ -11,9 +11,10 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 def _errors(*statuses: int) -> dict:
     meaning = {400: "Malformed, a field not listed here, or over a cap; `param` names the field.",
                401: "Missing, unknown or revoked key.",
-               404: "Unknown model.", 429: "Over the key's requests per minute or concurrent requests "
-               "(see Retry-After).", 502: "The engines could not be reached.",
-               503: "New requests are paused (red disk alert) or the model is loading (see Retry-After)."}
+               404: "Unknown model.", 429: "Over the key's requests per minute, tokens per minute or concurrent "
+               "requests (see Retry-After).", 502: "The engines could not be reached.",
+               503: "New requests are paused (a red alert, such as a full disk) or the model is loading "
+                    "(see Retry-After)."}
     return {str(s): {"description": meaning[s], "content": {"application/json": {"schema": ERROR}}} for s in statuses}
 
 
