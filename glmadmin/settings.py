@@ -286,6 +286,12 @@ GATEWAY_USER_CONCURRENCY = env_int("GLMADMIN_GATEWAY_USER_CONCURRENCY", 4, minim
 GATEWAY_PAUSED_RETRY_AFTER = env_int("GLMADMIN_GATEWAY_PAUSED_RETRY_AFTER", 60, minimum=1)
 GATEWAY_LOADING_RETRY_AFTER = env_int("GLMADMIN_GATEWAY_LOADING_RETRY_AFTER", 15, minimum=1)
 GATEWAY_CONNECT_TIMEOUT = env_int("GLMADMIN_GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
+# Seconds an engine may take to send the first byte of an answer's body: queueing and prefill, and a
+# non-streamed answer sends nothing until it is whole (4,096 tokens at a loaded engine's 10 a second: 410 s).
+# 600 is also the OpenAI client's own default timeout: a longer wait would serve no one. Then, at most this
+# many seconds of silence between two reads of an answer (a preempted request is recomputed, not minutes).
+GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT = env_int("GLMADMIN_GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT", 600, minimum=1)
+GATEWAY_UPSTREAM_IDLE_TIMEOUT = env_int("GLMADMIN_GATEWAY_UPSTREAM_IDLE_TIMEOUT", 120, minimum=1)
 # A request counts as in flight (for limits and engine drains) this long past its last renewal; a
 # running request's lease is renewed every quarter of it. The bound on what a killed web process
 # leaves counted.

@@ -101,8 +101,9 @@ def _encoded(body: dict, payload: dict, raw: bytes | None) -> bytes:
 async def _connect(admitted: admit_and_route.Admitted, endpoint: str, model: str, content: bytes, request_id: str,
                    started: float, streaming: bool) -> "Relay":
     caller, engine, url = admitted.caller, admitted.engine, admitted.url
-    pool, path = upstream.pool(settings.GATEWAY_CONNECT_TIMEOUT), f"/v1/{endpoint}"
-    failed = ""
+    pool = upstream.pool(settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT,
+                         settings.GATEWAY_UPSTREAM_IDLE_TIMEOUT)
+    path, failed = f"/v1/{endpoint}", ""
     while True:
         response = None
         try:
@@ -115,20 +116,40 @@ async def _connect(admitted: admit_and_route.Admitted, endpoint: str, model: str
             if response is not None:
                 await response.aclose()
             await redis_state.client().zrem(redis_state.inflight_key(engine), request_id)
+            if exc.timeout:  # the engine has the request and may be queueing it: another wait elsewhere is no help
+                log.warning("gateway: engine %s did not answer request %s in time (%s)", engine, request_id, exc)
+                raise GatewayError(504, f"The engine serving model '{model}' did not start its answer within "
+                                        f"{settings.GATEWAY_UPSTREAM_FIRST_BYTE_TIMEOUT} s. Try again later, or "
+                                        "ask for fewer tokens.", type="server_error", code="upstream_timeout",
+                                   retry_after=settings.GATEWAY_LOADING_RETRY_AFTER) from exc
             log.warning("gateway: engine %s failed before the first byte (%s)%s", engine, exc,
                         "" if failed else "; retrying on another engine")
             if failed:
-                raise GatewayError(502, f"The engines serving model '{model}' could not be reached. "
-                                        "Try again shortly.", type="server_error", code="upstream_unavailable",
-                                   retry_after=settings.GATEWAY_LOADING_RETRY_AFTER) from exc
+                raise _unavailable(model, exc) from exc
             failed = engine
-            engine, url = await routing.pick(model, request_id, time.time(), exclude=failed)
+            try:
+                engine, url = await routing.pick(model, request_id, time.time(), exclude=failed)
+            except GatewayError:
+                if not exc.malformed:
+                    raise
+                raise _unavailable(model, exc) from exc
             leases.add(request_id, redis_state.inflight_key(engine))
         except BaseException:
             if response is not None:
                 await response.aclose()  # unread: the connection is closed, and the engine aborts
             await redis_state.client().zrem(redis_state.inflight_key(engine), request_id)
             raise
+
+
+def _unavailable(model: str, exc: upstream.UpstreamError) -> GatewayError:
+    if exc.malformed:
+        return GatewayError(502, f"The engine serving model '{model}' sent an answer that is not valid HTTP "
+                                 "(logged on the server). Try again shortly; if it persists, tell the administrator.",
+                            type="server_error", code="upstream_malformed",
+                            retry_after=settings.GATEWAY_LOADING_RETRY_AFTER)
+    return GatewayError(502, f"The engines serving model '{model}' could not be reached. Try again shortly.",
+                        type="server_error", code="upstream_unavailable",
+                        retry_after=settings.GATEWAY_LOADING_RETRY_AFTER)
 
 
 class Relay:
@@ -141,6 +162,8 @@ class Relay:
         self.status_code = response.status_code
         self.content_type = response.headers.get("content-type", "application/json")
         self.streaming = streaming
+        # Events, not just bytes: a stream is passed on in whole events (see chunks()).
+        self._sse = streaming and self.content_type.startswith("text/event-stream")
         self.request_id = request_id
         self._response, self._body, self._first = response, body, first
         self._started = started
@@ -149,29 +172,54 @@ class Relay:
         self._kept_bytes = 0
         self._tail = collections.deque(maxlen=KEEP_CHUNKS)  # a stream's last chunks
         self._events = 0
+        self._held = b""  # the start of an event whose end has not arrived yet
         self._finished = False  # the engine's answer ended normally
         self._cut = False  # the connection to the engine broke mid-answer
         self._closed = False
 
     async def chunks(self):
-        """The engine's bytes, exactly as sent. If the engine breaks off mid-stream, one SSE error event
-        follows, so a client sees an error instead of waiting forever."""
-        if self._first:
-            self._seen(self._first)
-            yield self._first
+        """The engine's bytes, exactly as sent, what one read brought in one part. A stream goes out in whole
+        events: the start of an event whose end has not arrived waits for it (an SSE client cannot use it
+        before, so no one waits longer), and an event cut off by a broken engine is never sent. If the engine
+        breaks off mid-stream, one SSE error event follows, so a client sees an error instead of waiting
+        forever or reading half an event; a non-streamed answer cut off raises UpstreamError instead (its
+        client's connection is broken off: a 200 must not end as if its body were whole)."""
         try:
+            if data := self._passed(self._first):
+                yield data
             async for chunk in self._body:
-                self._seen(chunk)
-                yield chunk
+                if data := self._passed(chunk):
+                    yield data
         except upstream.UpstreamError as exc:
+            if self._sse and self._answered():
+                # The client has the whole answer: nothing to tell it. The connection is not reused.
+                log.warning("gateway: engine %s misbehaved after answering request %s: %s", self.engine_name,
+                            self.request_id, exc)
+                self._finished = True
+                return
             self._cut = True
             log.warning("gateway: engine %s broke off request %s: %s", self.engine_name, self.request_id, exc)
-            if self.streaming:
-                error = GatewayError(502, "The engine stopped answering mid-stream.", type="server_error",
-                                     code="upstream_unavailable")
-                yield b"data: " + error.encoded() + b"\n\n"
+            if not self._sse:
+                raise
+            yield b"data: " + _broken_off(exc).encoded() + b"\n\n"
             return
+        if self._held:  # a stream that ended without the blank line after its last event: passed on as it is
+            held, self._held = self._held, b""
+            self._seen(held)
+            yield held
         self._finished = True
+
+    def _passed(self, chunk: bytes) -> bytes:
+        """What of chunk goes to the client now (counted as seen)."""
+        if self._sse and (self._held or not chunk.endswith(b"\n\n")):
+            chunk, self._held = _whole_events(self._held + chunk)
+        if chunk:
+            self._seen(chunk)
+        return chunk
+
+    def _answered(self) -> bool:
+        """The stream's last event passed on is [DONE]: the client has the whole answer."""
+        return b"".join(self._tail).rstrip().endswith(b"data: [DONE]")
 
     def _seen(self, chunk: bytes) -> None:
         if self.streaming:
@@ -199,7 +247,8 @@ class Relay:
     def _outcome(self) -> stats.Outcome:
         if self._cut:
             status = 502
-        elif not self._finished:
+        elif not self._finished and not (self._sse and self._answered()):
+            # (A client that read up to [DONE] and left, as the chat page does, had the whole answer.)
             status = 499  # the client went away first (nginx's code for it)
         else:
             status = self.status_code
@@ -228,3 +277,26 @@ class Relay:
         if isinstance(usage, dict):
             return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         return 0, max(0, self._events - 1) if self.streaming else 0
+
+
+def _whole_events(data: bytes) -> tuple[bytes, bytes]:
+    """(the whole SSE events at the start of data, the start of an event after them). An event ends with a
+    blank line: LF LF as vLLM writes it, or with CRLF or CR line ends."""
+    end = 0
+    for blank in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        at = data.rfind(blank)
+        if at >= 0:
+            end = max(end, at + len(blank))
+    return data[:end], data[end:]
+
+
+def _broken_off(exc: upstream.UpstreamError) -> GatewayError:
+    """The mid-stream error event's content: what happened, in OpenAI's error shape."""
+    if exc.timeout:
+        return GatewayError(504, f"The engine sent nothing for {settings.GATEWAY_UPSTREAM_IDLE_TIMEOUT} s and the "
+                                 "answer was cut off. Try again.", type="server_error", code="upstream_timeout")
+    if exc.malformed:
+        return GatewayError(502, "The engine's answer broke its HTTP framing and was cut off (logged on the "
+                                 "server). Try again.", type="server_error", code="upstream_malformed")
+    return GatewayError(502, "The engine stopped answering mid-stream.", type="server_error",
+                        code="upstream_unavailable")

@@ -1,14 +1,27 @@
 """A small HTTP/1.1 client for the engines: POST a JSON body, read the answer as it comes.
 
 Why not httpx: per request and per chunk it costs several times what the gateway
-itself does (its pure-Python h11 parser sees every SSE event). The engines speak
-plain HTTP/1.1 on a trusted network: a status line, headers, then a body framed
-by content-length, chunked encoding, or the connection's end.
+itself does (its pure-Python h11 parser sees every SSE event). Here the answer is
+parsed by httptools (llhttp, the parser of Node.js and of uvicorn, which serves
+the gateway itself): status line, headers, content-length or chunked framing. It
+refuses what a hand-written reader let through (chunk sizes such as "0x5", "+5",
+"5_0" or past 64 bits, duplicate or conflicting content-length, bare LF line
+ends) and the answer fails with UpstreamError(malformed=True).
+
+A connection is reused only after an answer that ended exactly where its framing
+said: bytes beyond it, or any byte arriving while it waits in the pool, close
+it (they could be taken for the next request's answer). So does any error.
 
 Connections are kept per engine address for KEEPALIVE seconds, less than vLLM's
 uvicorn keeps an idle connection (5 s), so a kept connection is rarely dead. One
 that is (closed by the engine as it was being reused) fails with
 UpstreamError(stale=True) before any byte of an answer: safe to send again.
+
+Timeouts (Pool.first_byte_timeout, Pool.idle_timeout): an answer's first byte of
+body may take long (queueing, prefill, and a non-streamed answer sends nothing
+until it is whole); after it, a silence between reads is bounded separately.
+A timer set when the request is sent and again at the body's first byte, moved on only when it
+fires: a read costs a clock reading.
 """
 
 import asyncio
@@ -16,40 +29,73 @@ import time
 import weakref
 from urllib.parse import urlsplit
 
+import httptools
+
 KEEPALIVE = 4.0  # seconds an idle connection is kept: below vLLM's (uvicorn's) 5 s
 MAX_IDLE = 256  # idle connections kept per engine
-READ_SIZE = 64 * 1024
-MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024  # bytes of status line and headers
+HIGH_WATER = 256 * 1024  # body bytes arrived and not yet taken: above this, reading pauses (a slow client)
+# At most this much in one part (unless one chunk is larger): a part is one write to the client, and a write
+# larger than the client's reads (64 KiB for httpx) would reach it cut, mid-event.
+MAX_PART = 32 * 1024
+FIRST_BYTE_TIMEOUT = 600.0  # defaults; the gateway passes its settings
+IDLE_TIMEOUT = 120.0
 
 
 class UpstreamError(Exception):
-    """The engine could not be reached or broke off. connect: no connection was made; stale: a kept
-    connection turned out closed before any byte of the answer (the request can be sent again)."""
+    """The engine could not be reached, broke off, or answered what is not HTTP/1.1. connect: no connection
+    was made; stale: a kept connection turned out closed before any byte of the answer (the request can be
+    sent again); timeout: the engine sent nothing for too long; malformed: the answer's framing is broken."""
 
-    def __init__(self, message: str, *, connect: bool = False, stale: bool = False):
+    def __init__(self, message: str, *, connect: bool = False, stale: bool = False, timeout: bool = False,
+                 malformed: bool = False):
         super().__init__(message)
-        self.connect, self.stale = connect, stale
+        self.connect, self.stale, self.timeout, self.malformed = connect, stale, timeout, malformed
 
 
-class _Connection:
-    __slots__ = ("reader", "writer", "idle_since")
+class _Connection(asyncio.Protocol):
+    """One TCP connection to an engine. Bytes go to the Response being read; none is expected otherwise."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer, self.idle_since = reader, writer, 0.0
+    __slots__ = ("transport", "response", "idle_since", "open")
+
+    def __init__(self):
+        self.transport: asyncio.Transport | None = None
+        self.response: Response | None = None  # the answer being read; None while the connection waits
+        self.idle_since = 0.0
+        self.open = True  # False once closed by either side: never reused
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        if self.response is None:
+            self.close()  # bytes no request asked for: whatever they are, this connection is out of step
+        else:
+            self.response._received(data)
+
+    def eof_received(self):
+        return False  # the engine closed its side: close ours
+
+    def connection_lost(self, exc):
+        self.open = False
+        if self.response is not None:
+            self.response._lost()
 
     def usable(self, now: float) -> bool:
-        return (now - self.idle_since < KEEPALIVE and not self.reader.at_eof()
-                and not self.writer.transport.is_closing())
+        return self.open and now - self.idle_since < KEEPALIVE and not self.transport.is_closing()
 
     def close(self) -> None:
-        self.writer.transport.abort()  # at once: a request still running upstream sees its client gone
+        self.open = False
+        self.transport.abort()  # at once: a request still running upstream sees its client gone
 
 
 class Pool:
     """Kept connections of one event loop, per (host, port)."""
 
-    def __init__(self, connect_timeout: float):
+    def __init__(self, connect_timeout: float, first_byte_timeout: float = FIRST_BYTE_TIMEOUT,
+                 idle_timeout: float = IDLE_TIMEOUT):
         self.connect_timeout = connect_timeout
+        self.first_byte_timeout, self.idle_timeout = first_byte_timeout, idle_timeout
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
         self.resent = 0  # requests sent again after a stale kept connection
 
@@ -67,24 +113,21 @@ class Pool:
                 self.resent += 1
         return await self._send(await self._open(host, port), host, port, path, body, reused=False)
 
-    async def _send(self, conn: "_Connection", host: str, port: int, path: str, body: bytes, *,
+    async def _send(self, conn: _Connection, host: str, port: int, path: str, body: bytes, *,
                     reused: bool) -> "Response":
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         head = (f"POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n"
                 f"accept-encoding: identity\r\ncontent-length: {len(body)}\r\n\r\n").encode("latin-1")
-        response = Response(self, (host, port), conn)
+        response = Response(self, (host, port), conn, reused)
         try:
-            conn.writer.write(head + body)
-            await response._read_head()
-        except BaseException as exc:
-            response._discard()  # closed at once: an engine that got the request aborts it
-            if isinstance(exc, (OSError, asyncio.IncompleteReadError, ValueError)):
-                raise UpstreamError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                                    stale=reused and not response._head_started) from exc
+            conn.transport.write(head + body)
+            await response._head()
+        except BaseException:
+            await response.aclose()  # closed at once: an engine that got the request aborts it
             raise
         return response
 
-    def _kept(self, host: str, port: int) -> "_Connection | None":
+    def _kept(self, host: str, port: int) -> _Connection | None:
         idle = self.idle.get((host, port))
         now = time.monotonic()
         while idle:
@@ -95,13 +138,13 @@ class Pool:
         return None
 
     async def _open(self, host: str, port: int) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=MAX_HEAD),
-                                                    self.connect_timeout)
+            _, conn = await asyncio.wait_for(loop.create_connection(_Connection, host, port), self.connect_timeout)
         except (TimeoutError, OSError) as exc:
             raise UpstreamError(f"cannot connect to {host}:{port} ({type(exc).__name__}: {exc})",
                                 connect=True) from exc
-        return _Connection(reader, writer)
+        return conn
 
     def _keep(self, address: tuple[str, int], conn: _Connection) -> None:
         idle = self.idle.setdefault(address, [])
@@ -119,171 +162,194 @@ class Pool:
 
 
 class Response:
-    """An answer being read: status, headers, then body() once. aclose() when done: a fully read answer
-    leaves its connection for the next request; an unfinished one closes it (the engine aborts)."""
+    """An answer being read: status, headers, then body() once. aclose() when done: an answer read to the
+    end its framing gave leaves its connection for the next request; any other closes it (the engine aborts).
 
-    def __init__(self, pool: Pool, address: tuple[str, int], conn: _Connection):
-        self._pool, self._address, self._conn = pool, address, conn
+    The httptools parser calls the on_* methods while it is fed."""
+
+    def __init__(self, pool: Pool, address: tuple[str, int], conn: _Connection, reused: bool):
+        self._pool, self._address, self._conn, self._reused = pool, address, conn, reused
         self.status_code = 0
         self.headers: dict[str, str] = {}
-        self._head_started = False
-        self._done = False  # the whole body was read
-        self._keep_alive = True
-        self._buffer = b""  # bytes read past the head
-        self._length: int | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._seen = 0  # bytes received before the head was complete
+        self._has_head = False
+        self._until_close = False  # the body ends with the connection (no content-length, not chunked)
         self._chunked = False
+        self._complete = False  # the parser saw the answer's end
+        self._keep_alive = False
+        self._parts: list[bytes] = []  # body data arrived and not yet taken
+        self._buffered = 0
+        self._paused = False
+        self._failure: UpstreamError | None = None
+        self._waiter: asyncio.Future | None = None
+        self._body_started = False  # the first byte of body came: from then on the idle timeout applies
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()  # the last sign of life: the request sent, or bytes received
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
+            self._last + pool.first_byte_timeout, self._on_timer)
+        conn.response = self
 
-    async def _read_head(self) -> None:
-        reader = self._conn.reader
-        data = await reader.read(READ_SIZE)
-        if not data:
-            raise ConnectionResetError("the connection was closed before an answer")
-        self._head_started = True
-        while b"\r\n\r\n" not in data:
-            if len(data) > MAX_HEAD:
-                raise ValueError("the answer's head is too large")
-            more = await reader.read(READ_SIZE)
-            if not more:
-                raise asyncio.IncompleteReadError(data, None)
-            data += more
-        head, _, self._buffer = data.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = status_line.split(" ", 2)
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1 answer: {status_line[:80]!r}")
-        self.status_code = int(status)
-        for line in lines:
-            name, _, value = line.partition(":")
-            self.headers[name.strip().lower()] = value.strip()
-        self._keep_alive = version == "HTTP/1.1" and self.headers.get("connection", "").lower() != "close"
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            self._chunked = True
-        elif "content-length" in self.headers:
-            self._length = int(self.headers["content-length"])
+    # --- the parser's callbacks ------------------------------------------------------------------
+    def on_message_begin(self):
+        if self._complete:  # a second answer on the same bytes: nothing asked for it
+            raise ValueError("bytes after the end of the answer")
+
+    def on_header(self, name: bytes, value: bytes):
+        name = name.decode("latin-1").lower()
+        value = value.decode("latin-1")
+        # A repeated header is one list (RFC 9110 5.3): never the last one silently.
+        self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value
+
+    def on_headers_complete(self):
+        version = self._parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise ValueError(f"not an HTTP/1 answer (HTTP/{version})")
+        self.status_code = self._parser.get_status_code()
+        codings = self.headers.get("transfer-encoding", "")
+        self._chunked = codings.rsplit(",", 1)[-1].strip().lower() == "chunked"
+        self._until_close = not self._chunked and "content-length" not in self.headers and self.status_code >= 200
+        self._has_head = True
+
+    def on_body(self, body: bytes):
+        self._parts.append(body)
+        self._buffered += len(body)
+
+    def on_message_complete(self):
+        self._complete = True
+        self._keep_alive = self._parser.should_keep_alive()
+
+    # --- the connection's events -----------------------------------------------------------------
+    def _received(self, data: bytes) -> None:
+        self._last = self._loop.time()
+        if self._complete:
+            self._fail(UpstreamError("bytes after the end of the answer", malformed=True))
+            return
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            cause = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
+            self._fail(UpstreamError(f"malformed answer: {cause}", malformed=True))
+            return
+        if not self._has_head:
+            self._seen += len(data)
+            if self._seen > MAX_HEAD:
+                self._fail(UpstreamError(f"the answer's head is over {MAX_HEAD} bytes", malformed=True))
+                return
         else:
-            self._keep_alive = False  # the body ends with the connection
+            if not self._body_started and (self._parts or self._complete):
+                self._body_started = True  # from now on the idle timeout: the timer is set for it once
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = self._loop.call_at(self._last + self._pool.idle_timeout, self._on_timer)
+            if self._buffered > HIGH_WATER and not self._paused:
+                self._paused = True  # the client reads slower than the engine writes: let TCP hold it back
+                self._conn.transport.pause_reading()
+        self._wake()
+
+    def _lost(self) -> None:
+        if self._complete:
+            return
+        if self._has_head and self._until_close:
+            self._complete = True  # the body that ends with the connection has ended
+        elif self._failure is None:
+            stale = self._reused and not self._seen and not self._has_head
+            where = "mid-answer" if self._has_head else "before an answer"
+            self._failure = UpstreamError(f"the engine closed the connection {where}", stale=stale)
+        self._wake()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._complete or self._failure is not None or self._conn is None:
+            return
+        if self._paused:  # waiting for the client, not for the engine
+            self._last = self._loop.time()
+        limit = self._pool.idle_timeout if self._body_started else self._pool.first_byte_timeout
+        due = self._last + limit
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._on_timer)
+            return
+        what = "between two parts of its answer" if self._body_started else "before starting its answer"
+        self._fail(UpstreamError(f"the engine sent nothing for {limit:g} s {what}", timeout=True))
+
+    def _fail(self, failure: UpstreamError) -> None:
+        if self._failure is None:
+            self._failure = failure
+        if self._conn is not None:
+            self._conn.close()  # never reused; an engine still generating aborts
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    # --- reading -----------------------------------------------------------------------------------
+    async def _head(self) -> None:
+        while not self._has_head:
+            if self._failure is not None:
+                raise self._failure
+            await self._wait()
+
+    def _take(self) -> bytes:
+        """What has arrived, up to about MAX_PART bytes (whole parts as the parser gave them)."""
+        parts = self._parts
+        if len(parts) == 1 or self._buffered <= MAX_PART:
+            data, self._parts, self._buffered = b"".join(parts), [], 0
+        else:
+            size = count = 0
+            while count < len(parts) and (not count or size + len(parts[count]) <= MAX_PART):
+                size += len(parts[count])
+                count += 1
+            data, self._parts = b"".join(parts[:count]), parts[count:]
+            self._buffered -= size
+        if self._paused and self._buffered <= HIGH_WATER and self._conn is not None:
+            self._paused = False
+            self._last = self._loop.time()
+            self._conn.transport.resume_reading()
+        return data
 
     async def body(self):
-        """The body's bytes as they arrive (chunked framing removed). Raises UpstreamError if the
-        engine breaks off."""
-        try:
-            if self._chunked:
-                async for data in self._dechunked():
-                    yield data
+        """The body's bytes as they arrive (chunked framing removed): all that arrived since the last part
+        goes out as one part (under load an engine's events arrive several to a read, and each part passed
+        on costs a send to the client; the bytes and their order are the engine's). Nothing that has arrived
+        is held back. Raises UpstreamError if the engine breaks off, times out, or its framing is broken:
+        in a chunked answer after the data before the fault (whole events a client can use); in one of a
+        given length without the part that came with the fault (a partial JSON body is of no use)."""
+        while True:
+            if self._parts and (self._failure is None or self._chunked):
+                yield self._take()
+            elif self._failure is not None:
+                raise self._failure
+            elif self._complete:
+                return
             else:
-                async for data in self._plain():
-                    yield data
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            self._keep_alive = False
-            raise UpstreamError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
-        self._done = True
-
-    async def _plain(self):
-        left = self._length
-        data, self._buffer = self._buffer, b""
-        while True:
-            if data:
-                if left is not None:
-                    data, left = data[:left], left - len(data)
-                yield data
-            if left is not None and left <= 0:
-                return
-            data = await self._conn.reader.read(READ_SIZE)
-            if not data:
-                if left is not None:
-                    raise asyncio.IncompleteReadError(b"", left)
-                return
-
-    async def _dechunked(self):
-        """Chunked transfer coding, parsed as bytes arrive (dechunk). The data of the chunks that one read
-        brought is passed on at once, before waiting for more: under load an engine's events arrive several
-        to a read, and each part passed on costs a send to the client (the bytes and their order are the
-        engine's, only fewer, larger writes). Nothing that has arrived is held back."""
-        buffer, left = self._buffer, None
-        while True:
-            data, buffer, left = dechunk(buffer, left)
-            if data:
-                yield data
-                continue  # parse again before reading: bad framing after the data raises now, not after a read
-            if left == END:
-                await self._trailers(buffer)
-                return
-            buffer = await self._more(buffer)
-
-    async def _more(self, buffer: bytes) -> bytes:
-        data = await self._conn.reader.read(READ_SIZE)
-        if not data:
-            raise asyncio.IncompleteReadError(buffer, None)
-        return buffer + data if buffer else data
-
-    async def _trailers(self, buffer: bytes) -> None:
-        """Skip optional trailer lines up to the final blank line."""
-        while True:
-            end = buffer.find(b"\r\n")
-            if end == 0:
-                if len(buffer) > 2:
-                    self._keep_alive = False  # bytes after the answer: the connection is not clean
-                return
-            if end > 0:
-                buffer = buffer[end + 2:]
-                continue
-            buffer = await self._more(buffer)
+                await self._wait()
 
     async def aread(self) -> bytes:
         return b"".join([data async for data in self.body()])
 
-    def _discard(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._done and self._keep_alive:
+        conn.response = None
+        # Reused only when the whole answer was read (the terminating chunk or the last byte of its length
+        # arrived and every part was taken) and nothing went wrong.
+        if self._complete and not self._parts and self._failure is None and self._keep_alive and conn.open:
             self._pool._keep(self._address, conn)
         else:
             conn.close()
-
-
-END = -1  # dechunk's "left" once the last chunk (size 0) was read
-
-
-def dechunk(buffer: bytes, left: int | None) -> tuple[bytes, bytes, int | None]:
-    """Takes the chunked framing ("<hex size>[;ext]\\r\\n<data>\\r\\n" ... "0\\r\\n") off as much of buffer as
-    has arrived. left says where the parse stands: None at a size line, > 0 the bytes of the chunk's data
-    still to come, 0 at the CRLF after the data, END after the last chunk. Returns (data, rest of buffer,
-    left). Bad framing raises ValueError, but only once the data before it was returned."""
-    parts = []
-    while left != END:
-        if left is None:
-            end = buffer.find(b"\r\n")
-            if end < 0 and len(buffer) <= 1024:
-                break
-            try:
-                size = int(buffer[:end].split(b";", 1)[0], 16) if end >= 0 else -1
-            except ValueError:
-                size = -1
-            if size < 0:
-                if parts:
-                    break
-                raise ValueError("bad chunk size line")
-            buffer, left = buffer[end + 2:], size or END
-        elif left > 0:
-            if not buffer:
-                break
-            parts.append(buffer[:left])
-            buffer, left = buffer[left:], max(0, left - len(buffer))
-        elif len(buffer) < 2:
-            break
-        elif buffer[:2] == b"\r\n":
-            buffer, left = buffer[2:], None
-        elif parts:
-            break
-        else:
-            raise ValueError("bad chunked encoding")
-    return b"".join(parts), buffer, left
 
 
 def _address(base_url: str) -> tuple[str, int]:
@@ -296,10 +362,13 @@ def _address(base_url: str) -> tuple[str, int]:
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool]" = weakref.WeakKeyDictionary()
 
 
-def pool(connect_timeout: float) -> Pool:
-    """The connection pool of the running event loop (connections cannot cross loops)."""
+def pool(connect_timeout: float, first_byte_timeout: float = FIRST_BYTE_TIMEOUT,
+         idle_timeout: float = IDLE_TIMEOUT) -> Pool:
+    """The connection pool of the running event loop (connections cannot cross loops), with these timeouts."""
     loop = asyncio.get_running_loop()
     found = _pools.get(loop)
     if found is None:
         found = _pools[loop] = Pool(connect_timeout)
+    found.connect_timeout, found.first_byte_timeout, found.idle_timeout = (connect_timeout, first_byte_timeout,
+                                                                           idle_timeout)
     return found

@@ -462,14 +462,14 @@ def test_a_kept_connection_the_engine_closed_is_sent_again(engines):
         [(address, [kept])] = pool.idle.items()
         # The engine's close must not be seen before the connection is taken again: as when the close
         # arrives just as a request takes it from the pool.
-        kept.writer.transport.pause_reading()
-        local_port = kept.writer.get_extra_info("sockname")[1]
+        kept.transport.pause_reading()
+        local_port = kept.transport.get_extra_info("sockname")[1]
         deadline = time.monotonic() + 30
         while not closed_by_engine(local_port):
             assert time.monotonic() < deadline, "the engine kept the idle connection open"
             await asyncio.sleep(0.2)  # the pace of looking at the socket's state
         kept.idle_since = time.monotonic()
-        kept.writer.transport.resume_reading()
+        kept.transport.resume_reading()
         second = await pool.post(engine.base_url, "/v1/completions", body)
         answer = json.loads(await second.aread())
         await second.aclose()
