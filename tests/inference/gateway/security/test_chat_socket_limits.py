@@ -21,7 +21,6 @@ from tests.support.websocket import ORIGIN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PING = {"type": "ping"}  # an unknown type: answered with an error "unknown_type" when acted on
-START = datetime.now(UTC).replace(microsecond=0)  # whole seconds: the waits computed are whole too
 
 
 @pytest.fixture
@@ -33,7 +32,8 @@ def limits(settings):
 
 @pytest.fixture
 def clock():
-    with time_machine.travel(START, tick=False) as traveller:
+    start = datetime.now(UTC).replace(microsecond=0)  # whole seconds: the waits computed are whole too
+    with time_machine.travel(start, tick=False) as traveller:
         yield traveller
 
 
