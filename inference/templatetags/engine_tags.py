@@ -8,5 +8,16 @@ register = template.Library()
 
 @register.inclusion_tag("inference/engines_panel.html", takes_context=True)
 def engines_panel(context):
-    return {"engines": list(Engine.objects.all()), "now": timezone.now(), "perms": context.get("perms"),
+    engines = list(Engine.objects.all())
+    for engine in engines:
+        engine.gpu_health = _gpu_health(context.get("live"), engine)
+    return {"engines": engines, "now": timezone.now(), "perms": context.get("perms"),
             "csrf_token": context.get("csrf_token")}
+
+
+def _gpu_health(live, engine: Engine) -> list[dict]:
+    """The health of the engine's GPUs that are not ok, from the page's live state: the telemetry part
+    (monitoring's, added to the hub) lists each host's GPUs' health; without it there is nothing to show."""
+    hosts = ((live or {}).get("telemetry") or {}).get("hosts") or ()
+    health = next((h.get("health") or () for h in hosts if h.get("name") == engine.host), ())
+    return [h for h in health if h.get("index") in engine.gpus and h.get("state") != "ok"]

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from inference.models import Engine
 from monitoring import tasks
 from monitoring.telemetry import gpu_health
 from monitoring.telemetry.rules import evaluate as rules
@@ -33,6 +34,18 @@ def test_the_dashboard_cards_show_each_gpus_state_and_action(admin_client, nvml)
     assert "PCIe link x4 of x16" in cards[1]
     assert 'data-health-state="ok"' in cards[2]
     assert "<dt>retired pages</dt><dd>not supported</dd>" in cards[2]  # an H100 remaps rows instead
+
+
+def test_the_engine_panel_shows_the_health_of_the_engines_gpus(admin_client, nvml):
+    Engine.objects.create(name="glm", port=8166, model="/m", served_model_name="glm", gpu_ids="0")
+    Engine.objects.create(name="other", port=8167, model="/m", served_model_name="other", gpu_ids="2")
+    tasks.sample_telemetry()
+    page = admin_client.get("/").content.decode()
+    glm = page[page.index('data-engine="glm"'):page.index('data-engine="other"')]
+    assert 'data-engine-gpu-health="0"' in glm and "GPU 0 failing" in glm
+    assert "a row remap is pending" in glm and "reset the GPU" in glm
+    other = page[page.index('data-engine="other"'):]
+    assert "data-engine-gpu-health" not in other.split("</section>")[0]  # its GPU 2 is fine
 
 
 def test_a_gpu_that_stopped_answering_is_named_while_the_cards_cannot_be_drawn(admin_client, nvml):
