@@ -7,4 +7,5 @@ urlpatterns = [
     path("cleanup/run/", views.cleanup_now, name="cleanup-now"),
     path("cleanup/dry-run/", views.cleanup_dry_run, name="cleanup-dry-run"),
     path("metrics", views.metrics, name="metrics"),
+    path("diagnose/<int:pk>/", views.engine_diagnose, name="engine-diagnose"),
 ]

@@ -3,17 +3,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from alerts.models import Incident
+from inference.models import Engine
 
 from .cleanup import service as cleanup_service
 from .models import CleanupRun, WatchedFilesystem
 from .telemetry import access as telemetry_access
 from .telemetry import charts as telemetry_charts
+from .telemetry import diagnose
 from .telemetry import exporter as telemetry_exporter
 
 
@@ -29,6 +31,17 @@ def dashboard(request):
         "history": history,
         "telemetry_charts": telemetry_charts.cached(),
     })
+
+
+@require_GET
+@permission_required("inference.change_engine", raise_exception=True)
+def engine_diagnose(request, pk: int):
+    """The memory diagnosis of one engine (issue 19), the same lines as `manage.py diagnose`. It reads this
+    host's NVML and the engine's log, so an engine of another host is diagnosed there."""
+    engine = get_object_or_404(Engine, pk=pk)
+    here = engine.host == settings.GLMADMIN_HOST_NAME
+    return render(request, "monitoring/diagnose.html", {
+        "engine": engine, "rows": diagnose.diagnose(engine) if here else [], "here": here})
 
 
 # --- cleanup: run now, synchronously, so the person who clicked sees the outcome at once ---

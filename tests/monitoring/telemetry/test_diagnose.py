@@ -3,6 +3,7 @@ the engine's /metrics from a real HTTP server, its log a real file, its processe
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from inference import supervisor
 from inference.models import Engine, EngineState
@@ -81,3 +82,19 @@ def test_each_problem_gets_its_action(scene, capsys):
 def test_an_unknown_engine_is_one_readable_line(scene):
     with pytest.raises(CommandError, match="^unknown engine 'nope' \\(engines: glm\\)$"):
         call_command("diagnose", "nope")
+
+
+def test_the_engine_panels_button_shows_the_same_lines_to_staff_only(scene, admin_client, django_user_model):
+    engine, fake, server, tree = scene
+    server.text = metrics(0.31, 5, {"4096.0": 1, "+Inf": 1})
+    dashboard = admin_client.get("/").content.decode()
+    assert f'href="/diagnose/{engine.pk}/" data-engine-diagnose' in dashboard
+    page = admin_client.get(f"/diagnose/{engine.pk}/").content.decode()
+    preemptions = page[page.index('data-check="preemptions"'):].split("</tr>")[0]
+    assert "5 since the engine started" in preemptions and "lower max_num_seqs" in preemptions
+    assert 'data-check="GPU 1: engine memory vs reserved"' in page
+    user = django_user_model.objects.create_user("viewer", password="pw")
+    client = Client()
+    client.force_login(user)
+    assert client.get(f"/diagnose/{engine.pk}/").status_code == 403  # staff with engine rights only
+    assert Client().get(f"/diagnose/{engine.pk}/").status_code == 302  # to the login page
