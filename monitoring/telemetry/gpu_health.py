@@ -7,6 +7,7 @@ no ECC errors to count, which is not the same as none counted. The judgement (ok
 what to do) is gpu_verdict's; this module only reads.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +63,12 @@ class GpuHealth:
         return [name for bit, name in CLOCK_EVENTS.items() if self.clock_events & bit]
 
 
+# Errors that say the GPU itself no longer answers (Xid 79 shows as "GPU is lost" or "Unknown Error").
+GONE = {"NVMLError_GpuIsLost", "NVMLError_GpuRequiresReset", "NVMLError_Unknown", "NVMLError_Timeout",
+        "NVMLError_Uninitialized", "NVMLError_DriverNotLoaded"}
+log = logging.getLogger(__name__)
+
+
 def _pynvml():
     # Looked up on each call: tests install a fake library into glmadmin.lib.nvml.
     return nvml.pynvml
@@ -75,10 +82,12 @@ def _supported(read: Callable):
     except (lib.NVMLError_NotSupported, lib.NVMLError_NoPermission):
         return None
     except lib.NVMLError as exc:
-        # Some drivers answer "function not found" or "invalid argument" for a query they do not offer.
-        if type(exc).__name__ in ("NVMLError_FunctionNotFound", "NVMLError_InvalidArgument"):
-            return None
-        raise
+        if type(exc).__name__ in GONE:
+            raise
+        # Any other error of one query ("function not found", "invalid argument" on drivers that do not offer
+        # it, a binding/driver mismatch) costs that signal only: a GPU is not failing for it.
+        log.debug("NVML query failed: %s", exc)
+        return None
 
 
 _nvlink: dict[int, tuple[float, tuple]] = {}  # GPU index -> (monotonic time read, (links, errors, read at))

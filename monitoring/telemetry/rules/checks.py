@@ -335,7 +335,9 @@ def gpu_health(ctx: Context) -> Iterator[Observation]:
                 detail="; ".join(f"GPU {health.index}{on}: {f.detail}. Action: {f.action}" for f in findings),
                 engine=engine, restart=restart,
                 stop=rule is GPU_FAILING and rules.gpu_health_stop and engine is not None,
-                for_seconds=rules.gpu_throttle_seconds if signal == "clocks" else 0)
+                for_seconds=rules.gpu_throttle_seconds if signal == "clocks" else 0,
+                # A GPU that stops answering is judged like NVML failing as a whole: over a few cycles.
+                min_cycles=rules.nvml_cycles if signal == "nvml" else 1)
         prefix = make_source(ctx.host, subject, "")
         for source in sorted(ctx.known_sources - seen):
             # This GPU was judged this cycle and the finding is gone.

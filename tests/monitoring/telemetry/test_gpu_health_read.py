@@ -68,6 +68,16 @@ def test_a_gpu_that_does_not_answer_is_a_reading_not_an_exception(monkeypatch):
     assert state == "failing" and findings[0].action.startswith("reset the GPU")
 
 
+def test_an_odd_error_of_one_query_costs_that_signal_only(monkeypatch):
+    fake = fake_nvml.install(monkeypatch, fake_nvml.FakeNvml([fake_nvml.gpu(0, replays=4)]))
+    fake.failing["nvmlDeviceGetPcieReplayCounter"] = fake_nvml.NVMLError("Insufficient Size")
+    (health,) = gpu_health.read_all()
+    assert health.answering and health.pcie_replays is None and health.ecc_uncorrected == 0
+    fake.failing["nvmlDeviceGetPcieReplayCounter"] = fake_nvml.NVMLError_GpuIsLost("GPU is lost")
+    (health,) = gpu_health.read_all()
+    assert not health.answering  # but a GPU that is gone is gone
+
+
 def test_no_gpu_reads_nothing(monkeypatch):
     fake_nvml.install(monkeypatch, fake_nvml.FakeNvml(init_error=fake_nvml.NVMLError_DriverNotLoaded()))
     assert gpu_health.read_all() == ()

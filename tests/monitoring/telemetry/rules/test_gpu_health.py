@@ -142,7 +142,9 @@ def test_a_gpu_nvml_no_longer_answers_for_is_failing(clock, engine, monkeypatch)
     fake = install(monkeypatch)
     sample(clock)
     fake.gpus[0]["lost"] = True
-    sample(clock)
+    sample(clock, 2)
+    assert open_incident(r"gpu-failing:nvml") is None and Engine.objects.get().enabled  # not for one hiccup
+    sample(clock)  # the failing-NVML rule's 3 cycles
     incident = open_incident(r"gpu-failing:nvml")
     assert incident.level == Level.ORANGE and "NVML does not answer for this GPU (NVMLError_GpuIsLost" in \
         incident.message
