@@ -25,8 +25,9 @@ class EngineEventInline(admin.TabularInline):
 
 # What only a superuser may change: these decide what code an engine runs and what it can reach (the model
 # directory or hub id, its environment, where it listens, which host runs it). Staff tune the rest, and start,
-# stop and restart engines.
-SUPERUSER_FIELDS = ("model", "env", "listen_address", "host")
+# stop and restart engines. Soft restarts turn on vLLM's development endpoints (/sleep, /wake_up and more, on the
+# engine's own address): a superuser's choice too.
+SUPERUSER_FIELDS = ("model", "env", "listen_address", "host", "soft_restart")
 SUPERUSER_NOTE = ("Only a superuser can change these: they decide what code the engine runs and what it can "
                   "reach. Extra arguments that can do either need a superuser too.")
 
@@ -77,7 +78,7 @@ class EngineAdmin(admin.ModelAdmin):
     list_filter = ("host", "state", "enabled")
     search_fields = ("name", "served_model_name", "model")
     readonly_fields = ("state", "restart_to_apply", "state_reason", "state_changed_at", "pid", "ready_at", "restarts",
-                       "last_probe_at", "last_probe_ms")
+                       "soft_restarts", "last_soft_restart_seconds", "last_probe_at", "last_probe_ms")
     fieldsets = (
         (None, {"fields": ("name", "enabled", "port", "served_model_name", "gpu_ids", "tensor_parallel_size"),
                 "description": RESTART_NOTE}),

@@ -67,6 +67,10 @@ def request_stop(engine: Engine) -> None:
     Engine.objects.filter(pk=engine.pk).update(enabled=False)
 
 
+def soft_restart_later(engine: Engine) -> None:
+    jobs.enqueue("inference.tasks.restart_engine", engine.pk, queue=host_queue(engine.host), expires=300)
+
+
 def kick(engine: Engine) -> None:
     """Have the engine's host act now instead of at its next scheduled reconcile."""
     jobs.enqueue("inference.tasks.reconcile_engine", engine.pk, queue=host_queue(engine.host), expires=30)

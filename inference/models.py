@@ -14,7 +14,8 @@ from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extr
 # records them in running_config at each start; until the restart, the process runs as recorded there).
 LAUNCH_FIELDS = ("model", "served_model_name", "listen_address", "port", "gpu_ids", "tensor_parallel_size",
                  "max_model_len", "block_size", "max_num_seqs", "kv_cache_dtype", "enable_chunked_prefill",
-                 "gpu_memory_utilization", "quantization", "enforce_eager", "shutdown_timeout", "extra_args", "env")
+                 "gpu_memory_utilization", "quantization", "enforce_eager", "shutdown_timeout", "extra_args", "env",
+                 "soft_restart")
 # What vLLM reserves of each GPU when --gpu-memory-utilization is not given.
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 GPU_LIST = RegexValidator(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$", "GPU ids as a comma-separated list of numbers, e.g. 0,1,2,3.")
@@ -28,6 +29,8 @@ class EngineState(models.TextChoices):
     UNHEALTHY = "unhealthy", "Unhealthy"
     BACKOFF = "backoff", "Back-off"
     FAILED = "failed", "Failed"
+    # Restarting in place through vLLM's sleep mode (drain, sleep, wake up, probe): not routed to meanwhile.
+    SOFT_RESTART = "soft_restart", "Soft restart"
 
 
 def default_host():
@@ -69,6 +72,12 @@ class Engine(models.Model):
     env = models.JSONField("environment", default=dict, blank=True, validators=[validate_env],
                            help_text='Extra environment variables as a JSON object, e.g. {"VLLM_LOGGING_LEVEL": '
                                      '"DEBUG"}: VLLM_*, NCCL_*, CUDA_*, OMP_*, TORCH_*, HF_* and the like.')
+    soft_restart = models.BooleanField(
+        "soft restarts", default=False,
+        help_text="Start with vLLM's sleep mode (CUDA only) so that a restart releases and re-maps the GPU memory in "
+                  "seconds instead of reloading the model; falls back to a full restart when a step fails. Its "
+                  "/sleep and /wake_up endpoints listen only where the engine does (loopback); the gateway never "
+                  "forwards them.")
     enabled = models.BooleanField(default=True, help_text="Disabled engines are stopped and stay stopped.")
     restart_generation = models.PositiveIntegerField(default=0, editable=False)
     daily_restart_at = models.TimeField(null=True, blank=True,
@@ -92,6 +101,8 @@ class Engine(models.Model):
                                          help_text="When SIGTERM was sent, once in-flight requests had drained.")
     backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
     restarts = models.PositiveIntegerField(default=0, editable=False)
+    soft_restarts = models.PositiveIntegerField(default=0, editable=False)
+    last_soft_restart_seconds = models.FloatField(null=True, blank=True, editable=False)
     recent_failures = models.JSONField(default=list, editable=False, help_text="Times of recent crashes.")
     probe_failures = models.PositiveSmallIntegerField(default=0, editable=False)
     shm_segments = models.JSONField(default=list, editable=False,

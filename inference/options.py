@@ -181,7 +181,20 @@ def command(engine, python: str) -> list[str]:
         argv.append("--enable-chunked-prefill" if engine.enable_chunked_prefill else "--no-enable-chunked-prefill")
     if engine.enforce_eager:
         argv.append("--enforce-eager")
+    if engine.soft_restart and sleep_mode_available():
+        argv.append(SLEEP_MODE_FLAG)
     return argv + list(engine.extra_args)
+
+
+SLEEP_MODE_FLAG = "--enable-sleep-mode"
+
+
+def sleep_mode_available() -> bool:
+    """Whether this host's engine runtime has vLLM's sleep mode: only the CUDA build has it, and the CPU build
+    refuses to start with the flag (GLMADMIN_ENGINE_SLEEP_MODE: auto, on or off)."""
+    if settings.ENGINE_SLEEP_MODE in ("on", "off"):
+        return settings.ENGINE_SLEEP_MODE == "on"
+    return os.path.exists("/dev/nvidiactl")
 
 
 # What any process needs of the worker's environment (a home for caches, a locale, a time zone, a temp dir),
@@ -212,5 +225,7 @@ def environment(engine, base: dict) -> dict:
     env.update({name: value for name, value in engine.env.items() if env_problem(name, value) is None})
     if engine.gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in engine.gpus)
+    if engine.soft_restart and sleep_mode_available():
+        env["VLLM_SERVER_DEV_MODE"] = "1"  # serves /sleep and /wake_up (on the engine's own address only)
     env["HF_HUB_OFFLINE"] = "1"
     return env

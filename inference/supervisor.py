@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from glmadmin import live
@@ -62,33 +63,45 @@ def _step(engine: Engine) -> None:
     if engine.state == S.DRAINING:
         _continue_stop(engine, proc)
         return
+    if engine.state == S.SOFT_RESTART and proc is not None:
+        # Its caller holds the engine's lock for the whole soft restart: holding it now, we know the caller
+        # died half-way (asleep, maybe). The full restart makes sure the engine serves again.
+        restart_now(engine, "soft restart abandoned half-way; full restart")
+        return
     if not engine.enabled or engine.state == S.FAILED:
         if proc is not None:
-            _begin_stop(engine, "disabled" if not engine.enabled else "failed")
+            begin_stop(engine, "disabled" if not engine.enabled else "failed")
         elif engine.state not in (S.STOPPED, S.FAILED):
-            _transition(engine, S.STOPPED, "disabled", pid=None)
+            transition(engine, S.STOPPED, "disabled", pid=None)
         return
     if proc is None:
-        if engine.state in (S.STARTING, S.READY, S.UNHEALTHY):
+        if engine.state in (S.STARTING, S.READY, S.UNHEALTHY, S.SOFT_RESTART):
             _crashed(engine, f"process {engine.pid} exited")
         elif engine.state == S.STOPPED or (engine.state == S.BACKOFF and timezone.now() >= engine.backoff_until):
             _start(engine)
         return
     if engine.running_generation < engine.restart_generation:
-        _begin_stop(engine, "restart requested")
+        begin_stop(engine, "restart requested")
     elif engine.state == S.STARTING:
         _check_startup(engine)
     elif engine.state == S.READY:
         _probe(engine)
     elif engine.state == S.UNHEALTHY:
-        _begin_stop(engine, engine.state_reason or "unhealthy", drain=False)
+        begin_stop(engine, engine.state_reason or "unhealthy", drain=False)
     else:  # alive while recorded as stopped/back-off: a start we lost track of; let the probes judge it
-        _transition(engine, S.STARTING, "found running")
+        transition(engine, S.STARTING, "found running")
 
 
 # --- state changes -------------------------------------------------------------
 
-def _transition(engine: Engine, state: str, reason: str, **fields) -> bool:
+def record(engine: Engine, reason: str) -> None:
+    """An event that changes no state (e.g. why a soft restart became a full one), in the engine's history."""
+    EngineEvent.objects.create(engine=engine, at=timezone.now(), state=engine.state, previous=engine.state,
+                               reason=reason[:300], pid=engine.pid)
+    log.info("engine %s: %s", engine.name, reason)
+
+
+def transition(engine: Engine, state: str, reason: str, **fields) -> bool:
     """Move engine from the state it was read in to `state`; False if someone else moved it first."""
     now = timezone.now()
     with transaction.atomic():
@@ -114,7 +127,7 @@ def _start(engine: Engine) -> None:
     if holder is not None:
         if _is_ours(holder, engine):
             # Ours from an earlier start whose record was lost: adopt it rather than start a second one.
-            _transition(engine, S.STARTING, f"adopted running process {holder.pid}", pid=holder.pid,
+            transition(engine, S.STARTING, f"adopted running process {holder.pid}", pid=holder.pid,
                         process_started_at=holder.create_time(), running_generation=engine.restart_generation,
                         running_config=engine.launch_config())
             return
@@ -131,7 +144,7 @@ def _start(engine: Engine) -> None:
     except OSError as exc:
         _crashed(engine, f"cannot start {argv[0]}: {exc.strerror or exc}")
         return
-    if not _transition(engine, S.STARTING, f"started pid {proc.pid}", pid=proc.pid,
+    if not transition(engine, S.STARTING, f"started pid {proc.pid}", pid=proc.pid,
                        process_started_at=proc.create_time(), running_generation=engine.restart_generation,
                        running_config=engine.launch_config(), probe_failures=0, ready_at=None, stop_deadline=None,
                        restarts=engine.restarts + (1 if engine.process_started_at else 0)):
@@ -162,7 +175,7 @@ def _check_startup(engine: Engine) -> None:
 def _became_ready(engine: Engine, probe: engine_client.Probe) -> None:
     now = timezone.now()
     with transaction.atomic():
-        if _transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
+        if transition(engine, S.READY, f"ready; one-token probe {probe.latency_ms:.0f} ms", ready_at=now,
                        last_probe_at=now, last_probe_ms=probe.latency_ms, probe_failures=0, backoff_until=None,
                        shm_segments=processes.shared_memory(engine.pid)):
             engine_incidents.resolve(engine)
@@ -178,7 +191,7 @@ def _probe(engine: Engine) -> None:
         last_probe_at=now, last_probe_ms=probe.latency_ms if probe.ok else None, probe_failures=failures)
     engine.probe_failures, engine.last_probe_at = failures, now
     if failures >= settings.ENGINE_LIVENESS_THRESHOLD:
-        _transition(engine, S.UNHEALTHY, f"{failures} failed probes in a row; last: {probe.error}")
+        transition(engine, S.UNHEALTHY, f"{failures} failed probes in a row; last: {probe.error}")
 
 
 def _crashed(engine: Engine, reason: str) -> None:
@@ -193,16 +206,16 @@ def _crashed(engine: Engine, reason: str) -> None:
         reason = f"{len(recent)} failures within {window.seconds // 60} min; last: {reason}"
         # One transaction: the pages are told once both are committed, so the banner shows the incident.
         with transaction.atomic():
-            if _transition(engine, S.FAILED, reason, pid=None, recent_failures=recent, backoff_until=None,
+            if transition(engine, S.FAILED, reason, pid=None, recent_failures=recent, backoff_until=None,
                            shm_segments=[]):
                 engine_incidents.open_failed(engine, reason)
         return
     delay = settings.ENGINE_BACKOFF_SECONDS * 2 ** (len(recent) - 1)
-    _transition(engine, S.BACKOFF, f"{reason}; retrying in {delay} s", pid=None, recent_failures=recent,
+    transition(engine, S.BACKOFF, f"{reason}; retrying in {delay} s", pid=None, recent_failures=recent,
                 backoff_until=now + timedelta(seconds=delay), shm_segments=[])
 
 
-def _begin_stop(engine: Engine, reason: str, drain: bool = True) -> None:
+def begin_stop(engine: Engine, reason: str, drain: bool = True) -> None:
     """Stop routing to it (state draining); SIGTERM follows once in-flight requests are done.
 
     vLLM drains on SIGTERM too, but it also waits out its whole shutdown
@@ -210,17 +223,25 @@ def _begin_stop(engine: Engine, reason: str, drain: bool = True) -> None:
     stops it in seconds, and a request is never cut.
     """
     drain_for = engine.shutdown_timeout if drain else 0
-    _transition(engine, S.DRAINING, reason, stop_deadline=timezone.now() + timedelta(seconds=drain_for),
+    transition(engine, S.DRAINING, reason, stop_deadline=timezone.now() + timedelta(seconds=drain_for),
                 terminated_at=None, quiet_since=None)
     if not drain:
         _continue_stop(engine, processes.find(engine.pid, engine.process_started_at))
+
+
+def restart_now(engine: Engine, reason: str) -> None:
+    """A full restart without a drain: for an engine nothing is routed to any more (a soft restart that failed
+    or was abandoned)."""
+    Engine.objects.filter(pk=engine.pk).update(restart_generation=F("restart_generation") + 1)
+    engine.refresh_from_db()
+    begin_stop(engine, reason, drain=False)
 
 
 def _continue_stop(engine: Engine, proc) -> None:
     pgid, now = engine.pid, timezone.now()
     if proc is None and (pgid is None or not processes.group_alive(pgid)):
         processes.remove_shared_memory(engine.shm_segments)
-        _transition(engine, S.STOPPED, "stopped", pid=None, stop_deadline=None, terminated_at=None, ready_at=None,
+        transition(engine, S.STOPPED, "stopped", pid=None, stop_deadline=None, terminated_at=None, ready_at=None,
                     shm_segments=[])
         _step_after_stop(engine)
         return

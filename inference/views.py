@@ -20,6 +20,12 @@ def engine_action(request, pk, action):
     if action not in ACTIONS:
         raise Http404(f"unknown engine action {action!r}")
     engine = get_object_or_404(Engine, pk=pk)
+    if action == "restart" and engine.soft_restart:
+        # In place on the engine's host (its sleep and wake-up endpoints listen there only); a full restart
+        # where a step fails.
+        control.soft_restart_later(engine)
+        messages.success(request, f"Soft restart requested for engine {engine.name} (a full restart if it fails).")
+        return redirect("dashboard")
     request_change, done = ACTIONS[action]
     request_change(engine)
     control.kick(engine)

@@ -23,7 +23,7 @@ from . import redis_state
 from .errors import GatewayError
 
 READY = "ready"
-LOADING = {"starting", "stopped", "backoff", "draining"}
+LOADING = {"starting", "stopped", "backoff", "draining", "soft_restart"}  # back soon: the chat says "loading"
 GROUP = "gateway-routes"  # channel-layer group told when a model's state changes (the chat pages)
 
 # Lua functions shared by PICK and the admit-and-route script (admit_and_route.py). scan(): the ready,

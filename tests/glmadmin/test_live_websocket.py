@@ -88,7 +88,7 @@ async def test_engine_state_changes_are_pushed(django_user_model):
     assert (await ws.connect())[0]
     first = await ws.receive_json_from(timeout=30)
     assert first["state"]["engines"] == [{"name": "glm", "state": "stopped"}]
-    await database_sync_to_async(supervisor._transition)(engine, "starting", "started pid 1", pid=1)
+    await database_sync_to_async(supervisor.transition)(engine, "starting", "started pid 1", pid=1)
     changed = await ws.receive_json_from(timeout=30)
     assert changed["state"]["engines"] == [{"name": "glm", "state": "starting"}]
     assert "ENGINE: 0/1 ready" in changed["html"]["statusbar"]

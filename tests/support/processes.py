@@ -33,9 +33,10 @@ def subprocess_env() -> dict:
 
 
 def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run manage.py in a separate process, as an operator would from a shell."""
+    """Run manage.py in a separate process, as an operator would from a shell. The bound is generous: an engine
+    restart on a loaded 2-core CI machine can take minutes (the commands take their own --timeout)."""
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120, check=check)
+                          capture_output=True, text=True, timeout=600, check=check)
 
 
 def free_port() -> int:

@@ -165,9 +165,9 @@ async def test_model_states_follow_engine_changes(django_user_model):
                                                                 served_model_name="other-model")
     ws = await connected(cookie)
     assert await ws.receive_json_from(timeout=10) == {"type": "models", "states": {"other-model": "loading"}}
-    await database_sync_to_async(supervisor._transition)(other, "failed", "gave up")
+    await database_sync_to_async(supervisor.transition)(other, "failed", "gave up")
     assert await ws.receive_json_from(timeout=10) == {"type": "models", "states": {"other-model": "down"}}
-    await database_sync_to_async(supervisor._transition)(other, "ready", "probe ok")
+    await database_sync_to_async(supervisor.transition)(other, "ready", "probe ok")
     assert await ws.receive_json_from(timeout=10) == {"type": "models", "states": {"other-model": "ready"}}
     await ws.disconnect()
 

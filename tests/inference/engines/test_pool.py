@@ -102,6 +102,20 @@ def test_restart_engine_command_end_to_end(ready):
     assert [path for path in old_segments if os.path.exists(path)] == []
 
 
+def test_a_soft_restart_on_the_cpu_build_is_a_full_restart_with_the_reason(ready):
+    engine = ready
+    Engine.objects.filter(pk=engine.pk).update(soft_restart=True)
+    old_pid = engine.pid
+    result = manage("restart_engine", "pool-a", "--soft", "--timeout", str(STARTUP))
+    assert ("pool-a: soft restart not possible: this host's engine runtime has no sleep mode (vLLM's CPU build; "
+            "sleep mode needs CUDA); full restart") in result.stdout, result.stdout
+    assert result.stdout.splitlines()[-1] == "ready: pool-a"
+    engine.refresh_from_db()
+    assert engine.state == S.READY and engine.pid != old_pid and engine.soft_restarts == 0
+    # Started without the flag vLLM's CPU build refuses, although soft restarts are allowed for it.
+    assert "--enable-sleep-mode" not in psutil.Process(engine.pid).cmdline()
+
+
 def test_restart_of_unknown_engine_fails_with_one_line(engine):
     result = manage("restart_engine", "nope", check=False)
     assert result.returncode == 1
