@@ -126,7 +126,9 @@ def _plan_event(incident: Incident, event: IncidentEvent, reason: str, message: 
                       and channel.receives(incident.kind, event.level))
         if not (channel.pk in told or first_news):
             continue
-        if channel.groups:
+        # Monitoring that stalled is told alone and at once: the web process sends it itself (monitoring/deadman.py),
+        # since the worker that sends groups when they fall due may be the part that stalled.
+        if channel.groups and incident.kind != Incident.Kind.MONITORING:
             group, schedule = grouping.add(channel, incident, event, message, dedupe_key)
             if schedule:
                 planned.append(group.pk)
