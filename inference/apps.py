@@ -17,7 +17,7 @@ class InferenceConfig(AppConfig):
         from glmadmin import exporter
         from glmadmin import live as hub
 
-        from . import live
+        from . import live, restart_metrics
         from .gateway import keys, prometheus, routing
         from .models import ApiKey
 
@@ -26,4 +26,5 @@ class InferenceConfig(AppConfig):
             signal.connect(routing.on_change, sender=Engine, dispatch_uid=f"gateway-routes-{signal is post_save}")
             signal.connect(keys.on_change, sender=ApiKey, dispatch_uid=f"gateway-keys-{signal is post_save}")
         exporter.register(prometheus.GatewayCollector())
+        exporter.register(restart_metrics.RestartCollector())
         hub.add_part("engines", live.part, live.FALLBACK)

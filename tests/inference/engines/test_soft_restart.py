@@ -15,6 +15,7 @@ from inference import soft_restart, supervisor
 from inference.gateway import routing
 from inference.models import Engine
 from inference.models import EngineState as S
+from monitoring.telemetry import exporter
 from tests.support.processes import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,6 +87,10 @@ def test_a_soft_restart_drains_sleeps_wakes_probes_and_keeps_the_process(respond
     states = list(engine.events.order_by("pk").values_list("state", "reason"))
     assert [s for s, _ in states] == [S.SOFT_RESTART, S.READY]
     assert states[-1][1].startswith("soft restart in ") and "sleep" in states[-1][1]
+    # On /metrics: the count, and how long it took.
+    metrics = exporter.render().decode()
+    assert 'glmadmin_engine_soft_restarts_total{engine="soft",host="local"} 1.0' in metrics
+    assert f'glmadmin_engine_last_soft_restart_seconds{{engine="soft",host="local"}} {outcome.seconds!r}' in metrics
 
 
 def test_the_engine_is_out_of_routing_and_nothing_sleeps_while_requests_are_in_flight(responder):
