@@ -115,9 +115,9 @@ def _active_links(lib, handle) -> tuple[int, ...] | None:
         except (lib.NVMLError_NotSupported, lib.NVMLError_NoPermission):
             continue
         except lib.NVMLError as exc:
-            if type(exc).__name__ in ("NVMLError_InvalidArgument", "NVMLError_FunctionNotFound"):
-                break  # past this GPU's last link
-            raise
+            if type(exc).__name__ in GONE:
+                raise
+            break  # "invalid argument": past this GPU's last link (or a query this driver does not offer)
         any_supported = True
         if state:
             active.append(link)
