@@ -35,9 +35,10 @@ KEEPALIVE = 4.0  # seconds an idle connection is kept: below vLLM's (uvicorn's) 
 MAX_IDLE = 256  # idle connections kept per engine
 MAX_HEAD = 64 * 1024  # bytes of status line and headers
 HIGH_WATER = 256 * 1024  # body bytes arrived and not yet taken: above this, reading pauses (a slow client)
-# At most this much in one part (unless one chunk is larger): a part is one write to the client, and a write
-# larger than the client's reads (64 KiB for httpx) would reach it cut, mid-event.
-MAX_PART = 32 * 1024
+# At most this much in one part (unless one chunk is larger): a part is one write to the client. As much as the
+# hand-written reader read at once (64 KiB: fewer parts cost the gateway fewer sends), less the client's framing
+# (a write larger than the client's reads, 64 KiB for httpx, would reach it cut mid-event).
+MAX_PART = 64 * 1024 - 256
 FIRST_BYTE_TIMEOUT = 600.0  # defaults; the gateway passes its settings
 IDLE_TIMEOUT = 120.0
 
@@ -171,6 +172,9 @@ class Response:
         self._pool, self._address, self._conn, self._reused = pool, address, conn, reused
         self.status_code = 0
         self.headers: dict[str, str] = {}
+        self._parts: list[bytes] = []  # body data arrived and not yet taken (this list, never another)
+        self.on_body = self._parts.append  # the parser's call for each piece of body: a builtin, not a method
+        self._buffered = 0  # about the bytes in _parts (counted by read, framing included)
         self._parser = httptools.HttpResponseParser(self)
         self._seen = 0  # bytes received before the head was complete
         self._has_head = False
@@ -178,8 +182,6 @@ class Response:
         self._chunked = False
         self._complete = False  # the parser saw the answer's end
         self._keep_alive = False
-        self._parts: list[bytes] = []  # body data arrived and not yet taken
-        self._buffered = 0
         self._paused = False
         self._failure: UpstreamError | None = None
         self._waiter: asyncio.Future | None = None
@@ -211,10 +213,6 @@ class Response:
         self._until_close = not self._chunked and "content-length" not in self.headers and self.status_code >= 200
         self._has_head = True
 
-    def on_body(self, body: bytes):
-        self._parts.append(body)
-        self._buffered += len(body)
-
     def on_message_complete(self):
         self._complete = True
         self._keep_alive = self._parser.should_keep_alive()
@@ -237,6 +235,7 @@ class Response:
                 self._fail(UpstreamError(f"the answer's head is over {MAX_HEAD} bytes", malformed=True))
                 return
         else:
+            self._buffered += len(data)
             if not self._body_started and (self._parts or self._complete):
                 self._body_started = True  # from now on the idle timeout: the timer is set for it once
                 if self._timer is not None:
@@ -299,17 +298,20 @@ class Response:
             await self._wait()
 
     def _take(self) -> bytes:
-        """What has arrived, up to about MAX_PART bytes (whole parts as the parser gave them)."""
+        """What has arrived, up to about MAX_PART bytes (whole pieces as the parser gave them)."""
         parts = self._parts
         if len(parts) == 1 or self._buffered <= MAX_PART:
-            data, self._parts, self._buffered = b"".join(parts), [], 0
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
+            self._buffered = 0
         else:
             size = count = 0
             while count < len(parts) and (not count or size + len(parts[count]) <= MAX_PART):
                 size += len(parts[count])
                 count += 1
-            data, self._parts = b"".join(parts[:count]), parts[count:]
-            self._buffered -= size
+            data = b"".join(parts[:count])
+            del parts[:count]
+            self._buffered = sum(map(len, parts))
         if self._paused and self._buffered <= HIGH_WATER and self._conn is not None:
             self._paused = False
             self._last = self._loop.time()
@@ -344,6 +346,7 @@ class Response:
         if conn is None:
             return
         conn.response = None
+        self._parser = None  # it holds this object's methods: without the cycle, freed at once, not by the GC
         # Reused only when the whole answer was read (the terminating chunk or the last byte of its length
         # arrived and every part was taken) and nothing went wrong.
         if self._complete and not self._parts and self._failure is None and self._keep_alive and conn.open:
