@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='telemetryrules',
             name='gpu_nvlink_errors_per_minute',
-            field=models.FloatField(default=0.0, help_text="CRC, replay and recovery errors of the GPU's active links together, growth between two cycles.", validators=[django.core.validators.MinValueValidator(0)], verbose_name='NVLink errors above (per minute)'),
+            field=models.FloatField(default=0.0, help_text="Replay and recovery errors of the GPU's active links together, growth between two cycles (CRC counters are not judged: they grow on healthy idle links).", validators=[django.core.validators.MinValueValidator(0)], verbose_name='NVLink errors above (per minute)'),
         ),
         migrations.AddField(
             model_name='telemetryrules',

@@ -120,7 +120,8 @@ class TelemetryRules(models.Model):
         help_text="The replay counter's growth between two cycles (DCGM's default watch is 8 per minute).")
     gpu_nvlink_errors_per_minute = models.FloatField(
         "NVLink errors above (per minute)", default=0.0, validators=[MinValueValidator(0)],
-        help_text="CRC, replay and recovery errors of the GPU's active links together, growth between two cycles.")
+        help_text="Replay and recovery errors of the GPU's active links together, growth between two cycles (CRC "
+                  "counters are not judged: they grow on healthy idle links).")
     # --- shared -------------------------------------------------------------------
     restart_cooldown_minutes = models.PositiveIntegerField(
         "restart cool-down (minutes)", default=15, validators=[MinValueValidator(1), MaxValueValidator(DAY // 60)],
