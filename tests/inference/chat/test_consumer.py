@@ -13,7 +13,7 @@ from django.test import Client
 from glmadmin import live
 from glmadmin.asgi import application
 from inference import supervisor
-from inference.gateway import routing
+from inference.gateway import routing, stats
 from inference.models import Engine
 from monitoring.disk_check import simulate
 from tests.support import chat as chat_support
@@ -249,3 +249,30 @@ async def test_long_history_is_trimmed_oldest_first_and_the_user_told(engine, dj
     too_long = await next_message(ws, "error")
     assert too_long["message"] == "The message is 301 characters; at most 300 can be sent."
     await ws.disconnect()
+
+
+# A chat-page answer that ends normally is one success in the gateway's counters and in /metrics, with its
+# latency: the chat stops reading at [DONE], and that is not a client that went away (HTTP 499).
+def requests_counted() -> dict[tuple[str, ...], float]:
+    """(caller, model, engine, status) -> requests, from the totals behind /metrics."""
+    return {tuple(field.split(stats.SEP)[1:]): value for field, value in stats.totals().items()
+            if field.startswith("req" + stats.SEP)}
+
+
+async def test_a_chat_answer_is_one_success_with_its_latency(engine, django_user_model):
+    _, cookie = await session_cookie(django_user_model, "counted")
+    ws = await connected(cookie)
+    await ws.send_json_to({"type": "send", "model": MODEL, "messages": HELLO, "max_tokens": 8})
+    _, done = await answer(ws)
+    assert done["type"] == "done" and done["finish_reason"] == "length", done
+    await ws.disconnect()
+    # Counted when the answer's upstream request is closed, before "done" goes to the page.
+    assert await database_sync_to_async(requests_counted)() == {("user:counted", MODEL, engine.name, "200"): 1}
+    summary = await database_sync_to_async(lambda: stats.summary(stats.last_hour()))()
+    row = next(row for row in summary["models"] if row["name"] == MODEL)
+    assert (row["requests"], row["errors"]) == (1, 0) and row["tokens"] >= 8
+    assert row["p50_duration"] is not None and row["p50_ttfb"] is not None  # latencies of successes only
+    metrics = (await database_sync_to_async(Client().get)("/metrics")).content.decode()
+    assert (f'glmadmin_gateway_requests_total{{caller="user:counted",engine="{engine.name}",model="{MODEL}",'
+            f'status="200"}} 1.0') in metrics
+    assert f'glmadmin_gateway_request_seconds_count{{model="{MODEL}"}} 1.0' in metrics
