@@ -58,10 +58,11 @@ def uvicorn(log_path: Path, env: dict | None = None, port: int | None = None):
             cwd=ROOT, env=env or subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # Generous: on a loaded 2-core CI machine the server's imports alone once took over a minute.
+    deadline = time.monotonic() + 180
     while True:  # poll until the server answers; that is the readiness signal
         try:
-            httpx.get(f"{base}/login/", timeout=1)
+            httpx.get(f"{base}/login/", timeout=5)
             break
         except httpx.TransportError:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -72,7 +73,7 @@ def uvicorn(log_path: Path, env: dict | None = None, port: int | None = None):
         yield base, proc
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
 
 
 def wait_for(condition, timeout: float, what: str, pace: float = 0.1):

@@ -213,8 +213,9 @@ def test_non_streaming_and_streaming_pass_through(server, key, engines):
     assert parsed[-1]["usage"]["completion_tokens"] == tokens
     # Text in many events (not one per token: vLLM sends no delta for a token that decodes to no text yet).
     assert sum(1 for p in parsed if p["choices"] and p["choices"][0]["delta"].get("content") is not None) > 5
-    # Each read whole events: the events that reached the gateway in one read go on in one write.
-    assert len(chunks) > 1 and all(chunk.endswith(b"\n\n") for chunk in chunks)
+    # More than one read: the first came while the engine generated, [DONE] after. (Where the client's reads end
+    # is TCP's business, not a property of the gateway: under load a large write reaches the client in pieces.)
+    assert len(chunks) > 1
     # Both requests counted, with tokens.
     summary = stats.summary(stats.last_hour())
     row = next(r for r in summary["models"] if r["name"] == MODEL)
