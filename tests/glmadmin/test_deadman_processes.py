@@ -61,10 +61,10 @@ class Page:
         self.latest = None
 
     def shows(self, predicate, what: str) -> dict:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while self.latest is None or not predicate(self.latest):
             left = deadline - time.monotonic()
-            assert left > 0, f"{what} not shown in 60 s; the page last had {self.latest and self.latest['html']}"
+            assert left > 0, f"{what} not shown in 120 s; the page last had {self.latest and self.latest['html']}"
             with contextlib.suppress(TimeoutError):
                 self.latest = json.loads(self.socket.recv(timeout=left))
         return self.latest
@@ -101,24 +101,24 @@ def test_stopping_the_worker_and_beat_stalls_every_page_and_notifies_once(
           live_socket(web_a, cookie) as socket):
         page = Page(socket)
         with monitoring("first"):
-            wait_for(last_check, 60, "a first completed disk check", pace=0.2)
+            wait_for(last_check, 120, "a first completed disk check", pace=0.2)
             page.shows(lambda m: not m["state"]["monitoring"]["stalled_since"], "a page without the stall banner")
         stopped_after = float(last_check())
 
         since = datetime.fromtimestamp(stopped_after, UTC).isoformat()  # the last check that completed
         page.shows(lambda m: stalled(m) and m["state"]["monitoring"]["stalled_since"] == since,
                    "the stall banner, since the last completed check")
-        incident = wait_for(lambda: Incident.objects.open().filter(kind=Incident.Kind.MONITORING).first(), 60,
+        incident = wait_for(lambda: Incident.objects.open().filter(kind=Incident.Kind.MONITORING).first(), 120,
                             "the monitoring incident")
         assert incident.level == "orange"
-        wait_for(lambda: told(receiver, incident.pk, "opened"), 60, "the stall's notification", pace=0.2)
+        wait_for(lambda: told(receiver, incident.pk, "opened"), 120, "the stall's notification", pace=0.2)
         # A page opened now draws the banner in its first render, from the other web process too.
         first_render = httpx.get(f"{web_b}/", headers={"Cookie": cookie}, timeout=30).text
         assert "data-monitoring-stalled" in first_render and "Monitoring stalled</strong> since" in first_render
 
         with monitoring("again"):
             page.shows(lambda m: not m["state"]["monitoring"]["stalled_since"], "the banner cleared")
-            wait_for(lambda: told(receiver, incident.pk, "resolved"), 60, "the resolution's notification", pace=0.2)
+            wait_for(lambda: told(receiver, incident.pk, "resolved"), 120, "the resolution's notification", pace=0.2)
 
     incident.refresh_from_db()
     assert not incident.is_open

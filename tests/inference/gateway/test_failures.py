@@ -22,10 +22,10 @@ def server_without_redis(transactional_db, tmp_path):
                              "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:  # poll until it answers at all: the readiness signal
         try:
-            httpx.get(f"{base}/v1/", timeout=1)
+            httpx.get(f"{base}/v1/", timeout=5)
             break
         except httpx.TransportError:
             assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
