@@ -39,11 +39,6 @@ class Stalled(Exception):
             text = f"{what} did not return in {seconds:g} s"
         super().__init__(text)
 
-    @property
-    def stuck_for(self) -> float:
-        """Seconds since the hung call started (it may have started in an earlier check)."""
-        return time.monotonic() - self.since
-
 
 class Call:
     """One run of a blocking function in its own daemon thread."""
@@ -65,10 +60,6 @@ class Call:
         finally:
             _finished(self)
             self._done.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
 
     def wait(self, seconds: float, what: str) -> Any:
         """The call's result, or Stalled once `seconds` have passed since it started (raises its error)."""

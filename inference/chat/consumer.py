@@ -71,7 +71,7 @@ class ChatConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         # Size and rate first: a refused message is neither parsed nor checked against the session store.
         try:
-            await socket_limits.check(self.window, self.user.pk, text_data, bytes_data)
+            await socket_limits.check(self.window, self.user.pk, text_data)
         except socket_limits.Refused as refused:
             await self.send_error(refused.code, refused.message, retry_after=refused.retry_after)
             return

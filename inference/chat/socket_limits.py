@@ -46,7 +46,7 @@ class Refused(Exception):
         self.code, self.message, self.retry_after = code, message, retry_after
 
 
-def check_size(text_data: str | None, bytes_data: bytes | None) -> None:
+def check_size(text_data: str | None) -> None:
     """Raises Refused for a binary message or a text message over the cap, before it is parsed."""
     if not text_data:  # channels' JSON consumer would fail on it and drop the socket
         raise Refused("invalid_message", "Only non-empty text (JSON) messages are accepted on the chat socket.")
@@ -89,9 +89,9 @@ def _too_many(rule: str, wait: float) -> Refused:
     return Refused("rate_limited", f"Too many messages: {rule}. Try again in {seconds} s.", retry_after=seconds)
 
 
-async def check(window: SocketWindow, user_pk, text_data: str | None, bytes_data: bytes | None) -> None:
+async def check(window: SocketWindow, user_pk, text_data: str | None) -> None:
     """All of a message's checks, cheapest first; raises Refused."""
-    check_size(text_data, bytes_data)
+    check_size(text_data)
     now = time.time()
     window.take(now)
     try:

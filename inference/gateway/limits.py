@@ -137,15 +137,9 @@ def usage_key(key_hash: str) -> str:
     return f"{usage_prefix()}key:{key_hash}"
 
 
-def usage_keys_of(held: list[str]) -> tuple[str, str] | None:
-    """(token window, usage hash) of the API key whose busy set is among the sets a finished request
-    leaves (the one name of its caller that stats.finish is given), or None for a chat page's user."""
-    prefix = busy_prefix() + "key:"
-    for key in held:
-        if key.startswith(prefix):
-            key_hash = key[len(prefix):]
-            return f"{tokens_prefix()}key:{key_hash}", usage_key(key_hash)
-    return None
+def usage_keys(caller) -> tuple[str, str] | None:
+    """(token window, usage hash) a finished request of an API key counts into; None for a chat page's user."""
+    return (tokens_key(caller), usage_key(caller.slot)) if caller.kind == "key" else None
 
 
 def usage(key_hash: str) -> dict:

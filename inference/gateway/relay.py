@@ -242,7 +242,8 @@ class Relay:
             # Shielded: a client that hangs up right after its last event (many stop reading at [DONE])
             # cancels this task mid-release; the slots must still be given back, not left to the lease.
             held = [limits.busy_key(self.caller), redis_state.inflight_key(self.engine_name)]
-            await asyncio.shield(stats.finish(self._outcome(), self.request_id, held))
+            await asyncio.shield(stats.finish(self._outcome(), self.request_id, held,
+                                              limits.usage_keys(self.caller)))
 
     def _outcome(self) -> stats.Outcome:
         if self._cut:

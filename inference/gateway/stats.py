@@ -111,14 +111,14 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 """
 
 
-async def finish(outcome: Outcome, request_id: str, leaving: list[str]) -> None:
-    """Count the outcome and remove the request from the sorted sets in `leaving`, in one round trip. When
-    one of them is an API key's busy set, the request's tokens count against the key's tokens per minute."""
+async def finish(outcome: Outcome, request_id: str, leaving: list[str],
+                 usage: tuple[str, str] | None = None) -> None:
+    """Count the outcome and remove the request from the sorted sets in `leaving`, in one round trip. With an
+    API key's `usage` keys (limits.usage_keys), the request's tokens count against its tokens per minute."""
     from . import redis_state
 
     counts, floats = fields(outcome), sums(outcome)
     now = time.time()
-    usage = limits.usage_keys_of(leaving)
     args = [request_id, MINUTE_TTL, len(counts)]
     args += ([now, limits.WINDOW, outcome.prompt_tokens, outcome.completion_tokens] if usage else ["", "", "", ""])
     for pairs in (counts, floats):

@@ -95,14 +95,14 @@ def _per_minute(value, before, seconds: float) -> float | None:
     return (value - before) * 60 / seconds
 
 
-def read_now(host: str, gpus: tuple, hold_minutes: int | None = None) -> list[tuple[gpu_health.GpuHealth, str, list]]:
+def read_now(host: str, gpus: tuple) -> list[tuple[gpu_health.GpuHealth, str, list]]:
     """(signals, state, findings) of every GPU now, for `gpu_status`: one look, so no counter growth; the Xids
     are those the sampler's listener recorded (none when Redis cannot be read)."""
     rules = TelemetryRules.current()
     limits = gpu_verdict.Limits(retired_pages=rules.gpu_retired_pages_limit, busy_percent=rules.imbalance_busy_percent)
     now = time.time()
     try:
-        xids = xid_listener.recent(host, now - 60 * (hold_minutes or rules.gpu_xid_hold_minutes))
+        xids = xid_listener.recent(host, now - 60 * rules.gpu_xid_hold_minutes)
     except Exception:  # noqa: BLE001 - Redis down: the signals NVML gives are still worth showing
         log.warning("recent Xid events not read", exc_info=True)
         xids = []

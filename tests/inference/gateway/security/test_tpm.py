@@ -113,7 +113,7 @@ def test_retry_after_is_when_enough_of_the_window_has_freed(db):
 
     async def answer_at(request_id: str):
         await limits.admit(caller, request_id, time.time())
-        await stats.finish(finished, request_id, [limits.busy_key(caller)])
+        await stats.finish(finished, request_id, [limits.busy_key(caller)], limits.usage_keys(caller))
 
     async def refused_at() -> GatewayError:
         with pytest.raises(GatewayError) as refused:
