@@ -10,9 +10,12 @@ import json
 import logging
 import time
 
-from glmadmin.lib import nvml
+from django.conf import settings
+
+from glmadmin.lib import deadline, nvml
 from glmadmin.lib import redis as rd
 
+from .. import check_stalls
 from ..models import TelemetryRules
 from . import gpu_health, gpu_verdict, xid_listener
 from .readings import GpuHealthReading, GpuReading
@@ -20,6 +23,10 @@ from .readings import GpuHealthReading, GpuReading
 log = logging.getLogger(__name__)
 
 COUNTERS_TTL = 3600
+# The health read asks NVML more (ECC, remapping, PCIe, NVLink) than the main read: a GPU that falls off the
+# bus in between hangs it the same way, so it has its own deadline ("check stalled" when missed).
+HEALTH_SUBJECT = "gpu-health"
+HEALTH_SECONDS = 5.0
 
 
 def counters_key(host: str) -> str:
@@ -35,8 +42,8 @@ def read(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple[GpuH
     if not rules.gpu_health_enabled:
         return ()
     try:
-        healths = gpu_health.read_all(len(gpus) if gpus and not gpu_status else None)
-    except nvml.NvmlError as exc:
+        healths = _read_all(len(gpus) if gpus and not gpu_status else None)
+    except (nvml.NvmlError, deadline.Stalled) as exc:
         log.warning("GPU health not read: %s", exc)
         return ()
     if not healths:
@@ -58,6 +65,16 @@ def read(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple[GpuH
                                              utilization.get(health.index))
         readings.append(GpuHealthReading(health.index, state, tuple(findings), gpu_verdict.signals(health)))
     return tuple(readings)
+
+
+def _read_all(count: int | None) -> tuple[gpu_health.GpuHealth, ...]:
+    return check_stalls.guard(HEALTH_SUBJECT, "GPU health read", gpu_health.read_all, count,
+                              seconds=HEALTH_SECONDS, what="reading GPU health (NVML)")
+
+
+def hung() -> bool:
+    """Whether this host's health read from an earlier cycle still hangs (asking again would only join it)."""
+    return f"{HEALTH_SUBJECT}:{settings.GLMADMIN_HOST_NAME}" in deadline.hung()
 
 
 def _nvlink_total(health: gpu_health.GpuHealth) -> int | None:
@@ -108,7 +125,7 @@ def read_now(host: str, gpus: tuple) -> list[tuple[gpu_health.GpuHealth, str, li
         xids = []
     utilization = {g.index: g.utilization for g in gpus}
     out = []
-    for health in gpu_health.read_all(len(gpus) or None):
+    for health in _read_all(len(gpus) or None):
         state, findings = gpu_verdict.assess(health, [x for x in xids if x.index == health.index],
                                              gpu_verdict.Rates(), limits, utilization.get(health.index))
         out.append((health, state, findings))

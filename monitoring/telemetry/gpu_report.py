@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from glmadmin.lib import nvml
+from glmadmin.lib import deadline, nvml
 from inference.models import Engine
 
 from . import gpu_health_cycle, gpu_verdict
@@ -39,7 +39,10 @@ def lines() -> list[str]:
 def health_lines(gpus) -> list[str]:
     """Each GPU's health state with what to do, then every signal ("not supported" where the GPU has none)."""
     out = ["", f"{'GPU':<4} {'health':<9} finding -> action"]
-    readings = gpu_health_cycle.read_now(settings.GLMADMIN_HOST_NAME, gpus)
+    try:
+        readings = gpu_health_cycle.read_now(settings.GLMADMIN_HOST_NAME, gpus)
+    except deadline.Stalled as exc:
+        return out + [f"health not read: {exc}"]
     for health, state, findings in readings:
         if not findings:
             out.append(f"{health.index:<4} {state:<9}")

@@ -38,8 +38,8 @@ def take_cycle() -> Cycle:
 
 
 def read_gpu_health(host: str, gpus: tuple[GpuReading, ...], gpu_status: str) -> tuple:
-    if NVML_KEY in deadline.hung():
-        return ()  # NVML hangs: asking it for health too would hang this cycle
+    if NVML_KEY in deadline.hung() or gpu_health_cycle.hung():
+        return ()  # NVML hangs: asking it for health too would only wait on the hung call
     try:
         return gpu_health_cycle.read(host, gpus, gpu_status)
     except Exception:  # noqa: BLE001 - a broken health read must not cost the cycle's other readings
