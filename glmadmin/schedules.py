@@ -15,6 +15,12 @@ def host_queue(host: str) -> str:
     return f"engines.{host}"
 
 
+def host_alerts_queue(host: str) -> str:
+    """The queue of `host`'s own alerting work (its disk checks), consumed by its alerts worker beside the shared
+    alerts lane: a check of the host's mounts never waits behind its engine control."""
+    return f"alerts.{host}"
+
+
 def every_seconds(every: int) -> IntervalSchedule:
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     return interval

@@ -10,12 +10,12 @@ from .models import CleanupPolicy, CleanupRun, LogPolicy, TelemetrySettings, Wat
 
 @admin.register(WatchedFilesystem)
 class WatchedFilesystemAdmin(admin.ModelAdmin):
-    list_display = ("label", "path", "enabled", "yellow_percent", "orange_percent", "red_percent", "clear_margin",
-                    "last_percent", "last_checked_at")
-    list_filter = ("enabled",)
+    list_display = ("label", "path", "host", "enabled", "yellow_percent", "orange_percent", "red_percent",
+                    "clear_margin", "last_percent", "last_checked_at")
+    list_filter = ("enabled", "host")
     readonly_fields = ("last_percent", "last_checked_at", "last_error")
     fieldsets = (
-        (None, {"fields": ("label", "path", "enabled")}),
+        (None, {"fields": ("label", "path", "host", "enabled")}),
         ("Thresholds (percent of the filesystem in use)", {
             "description": "Each level is entered at its threshold once readings have stayed at or above it for "
                            "its duration (0 s: at once; a shorter spike opens nothing and notifies nobody; the "

@@ -1,6 +1,7 @@
 """Check the watched filesystems and turn readings into incidents.
 
-check_all() is what the beat task, `manage.py check_disk` and the tests run;
+check_all() is what the beat task (on each host, for that host's filesystems),
+`manage.py check_disk` and the tests run;
 simulate() sends a made-up reading through the same evaluation for
 `manage.py test_alert`.
 """
@@ -49,13 +50,15 @@ def check_filesystem(fs: WatchedFilesystem, now: datetime | None = None) -> Read
 
 
 def check_all(now: datetime | None = None) -> list[Reading]:
+    """Check this host's enabled filesystems: statvfs sees only the mounts of the machine it runs on."""
     now = now or timezone.now()
-    filesystems = list(WatchedFilesystem.objects.filter(enabled=True))
+    host = settings.GLMADMIN_HOST_NAME
+    filesystems = list(WatchedFilesystem.objects.filter(enabled=True, host=host))
     # Every statvfs starts at once, so their deadlines run together: hung mounts cost one deadline in all.
     calls = {fs.pk: _start(fs) for fs in filesystems}
-    stalled = set(_open_stalls().values_list("source", flat=True))
+    stalled = set(_open_stalls().filter(host=host).values_list("source", flat=True))
     readings = [_check(fs, calls[fs.pk], now, stalled) for fs in filesystems]
-    unwatched = _resolve_unwatched_stalls(stalled, filesystems)
+    unwatched = _resolve_unwatched_stalls(stalled, filesystems)  # this host's stalls only: others check theirs
     _after_check(any(r.transition for r in readings) or unwatched)
     return readings
 
@@ -97,7 +100,7 @@ def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: d
     if decision.held_seconds:
         message += f" for {decision.held_seconds:.0f} s"
     transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
-                       value=usage.percent, message=message)
+                       value=usage.percent, message=message, host=fs.host)
     cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
     return Reading(fs, usage.percent, decision.level, transition, pending=decision.pending)
 
@@ -112,7 +115,7 @@ def _stalled(fs: WatchedFilesystem, exc: deadline.Stalled) -> Reading:
         log.warning("disk %s: %s", fs.label, error)
     transition = drive(stall_source(fs), Level.ORANGE, kind=Incident.Kind.CHECK,
                        title=f"Check stalled: disk {fs.label} ({fs.path})", value=None,
-                       message=f"{error}: its usage is unknown until it does (is the mount hung?)")
+                       message=f"{error}: its usage is unknown until it does (is the mount hung?)", host=fs.host)
     return Reading(fs, None, None, transition, error, stalled=True)
 
 
@@ -147,7 +150,8 @@ def _unreadable(fs: WatchedFilesystem, error: str, now) -> Reading:
     log.warning(error)
     WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error, last_checked_at=now)
     transition = drive(fs.source, Level.ORANGE, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
-                       value=None, message=f"{error}: its usage is unknown, nothing on it is being watched")
+                       value=None, message=f"{error}: its usage is unknown, nothing on it is being watched",
+                       host=fs.host)
     return Reading(fs, None, Level.ORANGE, transition, error)
 
 

@@ -9,22 +9,39 @@ from django.conf import settings
 from alerts.models import Incident
 from glmadmin import jobs
 from glmadmin.lib.redis import single_flight
+from glmadmin.schedules import host_alerts_queue
 
-from . import deadman, disk_check
+from . import deadman, disk_check, disk_schedule
 from .cleanup import service as cleanup
+from .telemetry import remedy
 from .telemetry import schedule as telemetry_schedule
 from .telemetry import service as telemetry
 from .telemetry.rules import watchdog as telemetry_watchdog
 
+# --- disks: each host checks its own mounts, in its own alerts queue (alerts.<host>) ---
 
 @shared_task(soft_time_limit=20, time_limit=30)
-def check_disks() -> str:
-    with single_flight("check-disks", ttl_seconds=60) as acquired:
+def check_disks(host: str | None = None) -> str:
+    here = settings.GLMADMIN_HOST_NAME
+    if host not in (None, here):  # statvfs here would read this host's mounts, not that host's
+        return f"skipped: this worker is on host {here}, not {host}"
+    with single_flight(f"check-disks:{here}", ttl_seconds=60) as acquired:
         if not acquired:
             return "skipped: another check is running"
         readings = disk_check.check_all()
         deadman.record_check()  # only a run that finished counts: a hung one leaves the heartbeat to age
-    return f"checked {len(readings)} filesystem(s)"
+    return f"checked {len(readings)} filesystem(s) on {here}"
+
+
+@worker_ready.connect
+def _check_this_hosts_disks(sender=None, **kwargs):
+    # The worker that consumes this host's alerts queue brings the host's disk check schedule with it; other
+    # workers (engines, notify) do not, so no schedule sends checks that no worker on the host would take.
+    here = settings.GLMADMIN_HOST_NAME
+    consumer = getattr(sender, "task_consumer", None)
+    consumed = {queue.name for queue in getattr(consumer, "queues", None) or ()}
+    if host_alerts_queue(here) in consumed:
+        disk_schedule.ensure_host_schedule(here)
 
 
 @shared_task(soft_time_limit=300, time_limit=330)
@@ -83,6 +100,16 @@ def watch_telemetry_flow() -> str:
             return "skipped: another check is running"
         transitions = telemetry_watchdog.check_data_flow()
     return "; ".join(f"no-data incident {kind} on {host}" for host, kind in transitions) or "no change"
+
+
+# --- the remedy ladder: one step per run, in the engine's host queue (engine control, never the alerting lane) ---
+# Long enough for a soft restart: the drain (the engine's shutdown timeout) and three steps with deadlines.
+REMEDY_LIMIT = 600
+
+
+@shared_task(soft_time_limit=REMEDY_LIMIT, time_limit=REMEDY_LIMIT + 30)
+def remedy_engine(plan: dict) -> str:
+    return remedy.run(plan)
 
 
 # The name this task had before it moved here; beat rows are migrated, queued messages still run.

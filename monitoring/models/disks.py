@@ -3,6 +3,7 @@
 import os
 from itertools import pairwise
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -19,6 +20,10 @@ FOR_HELP = ("Seconds a reading must stay at or above this threshold before the a
 PATH_CHECK_SECONDS = 5.0
 
 
+def default_host() -> str:
+    return settings.GLMADMIN_HOST_NAME
+
+
 def _readable_directory(path: str) -> bool:
     os.statvfs(path)
     return os.path.isdir(path)
@@ -30,6 +35,10 @@ class WatchedFilesystem(models.Model):
     path = models.CharField(max_length=500, unique=True,
                             help_text="The filesystem's mount point, or any directory on it (it must exist).")
     label = models.CharField(max_length=100, help_text="Short name shown in alerts, e.g. 'models' or 'root'.")
+    # Like an engine's host: only that host's alerts worker can statvfs its mounts, so only it checks them.
+    host = models.CharField(max_length=100, default=default_host, db_index=True,
+                            help_text="The glmadmin host whose disk this is (its GLMADMIN_HOST_NAME); that host's "
+                                      "alerts worker checks it.")
     enabled = models.BooleanField(default=True)
     yellow_enabled = models.BooleanField("yellow on", default=True)
     yellow_percent = models.FloatField("yellow at %", default=85.0, validators=PERCENT)
@@ -104,6 +113,8 @@ class WatchedFilesystem(models.Model):
             return None  # the required field says so
         if not self.path.startswith("/"):
             return "Use an absolute path (starting with /)."
+        if self.host != settings.GLMADMIN_HOST_NAME:
+            return None  # another host's mount: only its own worker can look at it (and says so at its first check)
         try:
             is_dir = deadline.run(f"path-check:{self.path}", _readable_directory, self.path,
                                   seconds=PATH_CHECK_SECONDS, what=f"statvfs on {self.path}")

@@ -1,4 +1,5 @@
 import pytest
+from django.conf import settings
 
 from monitoring.models import WatchedFilesystem
 
@@ -8,7 +9,8 @@ ADD_URL = "/admin/monitoring/watchedfilesystem/add/"
 def form(**overrides):
     data = {"label": "data", "path": "/tmp", "enabled": "on", "yellow_enabled": "on", "yellow_percent": "85",
             "orange_enabled": "on", "orange_percent": "92", "red_enabled": "on", "red_percent": "97",
-            "clear_margin": "2", "yellow_for_seconds": "60", "orange_for_seconds": "30", "red_for_seconds": "0"}
+            "clear_margin": "2", "yellow_for_seconds": "60", "orange_for_seconds": "30", "red_for_seconds": "0",
+            "host": settings.GLMADMIN_HOST_NAME}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 

@@ -109,7 +109,8 @@ def test_the_admin_refuses_a_path_on_a_hung_mount_without_hanging(no_default_fil
     data = {"label": "models", "path": str(hung_mount.path), "enabled": "on", "yellow_enabled": "on",
             "yellow_percent": "85", "orange_enabled": "on", "orange_percent": "92", "red_enabled": "on",
             "red_percent": "97", "clear_margin": "2", "yellow_for_seconds": "60", "orange_for_seconds": "30",
-            "red_for_seconds": "0"}
+            "red_for_seconds": "0",
+            "host": "local"}
     with hung_mount.ended_after(60):
         response = admin_client.post("/admin/monitoring/watchedfilesystem/add/", data)
     assert response.status_code == 200

@@ -31,14 +31,18 @@ def test_every_schedule_names_a_registered_task():
 
 
 @pytest.mark.django_db
-def test_check_runs_once_at_a_time(no_default_filesystems, tmp_path):
+def test_check_runs_once_at_a_time_on_each_host(no_default_filesystems, tmp_path, settings):
+    settings.GLMADMIN_HOST_NAME = "local"
     WatchedFilesystem.objects.create(path=str(tmp_path), label="tmp")
-    with single_flight("check-disks", ttl_seconds=60) as acquired:
+    with single_flight("check-disks:gpu2", ttl_seconds=60) as acquired:  # another host's check is no obstacle
+        assert acquired
+        assert check_disks.apply().get() == "checked 1 filesystem(s) on local"
+    with single_flight("check-disks:local", ttl_seconds=60) as acquired:
         assert acquired
         assert check_disks.apply().get() == "skipped: another check is running"
-        assert DiskSample.objects.count() == 0
-    assert check_disks.apply().get() == "checked 1 filesystem(s)"
-    assert DiskSample.objects.count() == 1
+        assert DiskSample.objects.count() == 1
+    assert check_disks.apply().get() == "checked 1 filesystem(s) on local"
+    assert DiskSample.objects.count() == 2
 
 
 @pytest.mark.django_db

@@ -41,7 +41,8 @@ def chat(server, plain):
 def form(fs, **overrides):
     data = {"label": fs.label, "path": fs.path, "enabled": "on", "yellow_enabled": "on", "yellow_percent": "0.001",
             "orange_enabled": "on", "orange_percent": "0.002", "red_enabled": "on", "red_percent": "0.003",
-            "clear_margin": "0", "yellow_for_seconds": "0", "orange_for_seconds": "0", "red_for_seconds": "0"}
+            "clear_margin": "0", "yellow_for_seconds": "0", "orange_for_seconds": "0", "red_for_seconds": "0",
+            "host": fs.host}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.django_db
 def add(admin_client, path):
     data = {"label": "data", "path": str(path), "enabled": "on", "yellow_enabled": "on", "yellow_percent": "85",
             "orange_enabled": "on", "orange_percent": "92", "red_enabled": "on", "red_percent": "97",
-            "clear_margin": "2", "yellow_for_seconds": "60", "orange_for_seconds": "30", "red_for_seconds": "0"}
+            "clear_margin": "2", "yellow_for_seconds": "60", "orange_for_seconds": "30", "red_for_seconds": "0",
+            "host": "local"}
     response = admin_client.post(ADD_URL, data)
     if response.status_code != 200:
         return response.status_code, ""
