@@ -125,6 +125,17 @@ def acknowledge(incident: Incident, user) -> bool:
     return bool(claimed)
 
 
+def record_action(source: str, note: str, value: float | None = None) -> IncidentEvent | None:
+    """Add what was done about the incident of `source` (its open one, else its latest) to its events; not
+    sent to anyone: the transitions are what people are told. None when the subject never had an incident."""
+    incident = (Incident.objects.open().filter(source=source).first()
+                or Incident.objects.filter(source=source).order_by("-opened_at").first())
+    if incident is None:
+        return None
+    return IncidentEvent.objects.create(incident=incident, at=timezone.now(), kind=Kind.ACTION, value=value,
+                                        note=note[:500])
+
+
 def _notify_after_commit(event: IncidentEvent) -> None:
     # After the commit, so nobody is told about a transition that was rolled back; robust, so a
     # notification problem never fails the check that made the transition.

@@ -85,6 +85,9 @@ class IncidentEvent(models.Model):
         DEESCALATED = "deescalated", "De-escalated"
         RESOLVED = "resolved", "Resolved"
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        # What was done about it (a remedy step, its duration and whether it cured the condition): recorded,
+        # not sent.
+        ACTION = "action", "Action"
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField()

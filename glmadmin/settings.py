@@ -233,6 +233,9 @@ ENGINE_SLEEP_MODE = env_str("GLMADMIN_ENGINE_SLEEP_MODE", "auto")
 # The most each step of a soft restart (sleep, wake up, the probe) may take before the full restart is done
 # instead; measured on 2 x H200 with a GLM-4.7-Flash-architecture engine: sleep 2.6 s, wake 1.0 s.
 ENGINE_SOFT_RESTART_STEP_TIMEOUT = env_int("GLMADMIN_ENGINE_SOFT_RESTART_STEP_TIMEOUT", 60, minimum=1)
+# The remedy ladder of the rules that restart (prefix cache reset -> soft -> full restart) reads the condition
+# again this long after each step before it takes the next one.
+REMEDY_SETTLE_SECONDS = env_int("GLMADMIN_REMEDY_SETTLE_SECONDS", 30, minimum=0)
 # Engines start from a scrubbed environment (HOME, LANG, vLLM's, CUDA's, NCCL's, Hugging Face's variables): any
 # code a model brings runs in them. More of the worker's variables an engine needs, by name: e.g. PYTHONPATH
 # for an engine runtime installed with pip --target. Never glmadmin's secrets.

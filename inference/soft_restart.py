@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.conf import settings
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from glmadmin.lib import processes
@@ -33,6 +34,10 @@ from .models import Engine
 from .models import EngineState as S
 
 LOCK_WAIT = 30  # seconds to wait for the supervisor's current step on the engine to end
+# Sent after each soft restart that worked (engine=, outcome=). Monitoring, a higher layer, answers with whether
+# the engine's GPU memory went back to its post-start baseline (monitoring/telemetry/remedy.py): the answers end
+# up in Outcome.memory and in the engine's events.
+restarted_in_place = Signal()
 
 
 class StepFailed(Exception):
@@ -45,6 +50,7 @@ class Outcome:
     steps: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds), in order
     reason: str = ""  # why the full restart was done instead
     generation: int = 0  # after a fall-back: the generation the engine must reach to count as restarted
+    memory: str = ""  # after a soft restart: its GPU memory against the post-start baseline, in words
 
     @property
     def seconds(self) -> float:
@@ -113,7 +119,21 @@ def _run_locked(engine: Engine, report) -> Outcome:
     if supervisor.transition(engine, S.READY, reason, ready_at=now, last_probe_at=now, probe_failures=0,
                              last_soft_restart_seconds=outcome.seconds):
         Engine.objects.filter(pk=engine.pk).update(soft_restarts=F("soft_restarts") + 1)
+    outcome.memory = _memory_after(engine, outcome)
     return outcome
+
+
+def _memory_after(engine: Engine, outcome: Outcome) -> str:
+    said = []
+    for _receiver, answer in restarted_in_place.send_robust(sender=Engine, engine=engine, outcome=outcome):
+        if isinstance(answer, Exception):  # a check that broke must not undo a soft restart that worked
+            said.append(f"GPU memory not checked: {type(answer).__name__}: {answer}"[:200])
+        elif answer:
+            said.append(answer)
+    memory = "; ".join(said)
+    if memory:
+        supervisor.record(engine, memory)
+    return memory
 
 
 def _drain(engine: Engine) -> None:

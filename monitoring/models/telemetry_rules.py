@@ -41,7 +41,9 @@ class TelemetryRules(models.Model):
     gpu_memory_seconds = _for(120)
     gpu_memory_restart = models.BooleanField(
         "restart the engine on that GPU", default=True,
-        help_text="Through the normal restart path (drain, stop, start), at most once per cool-down, and only "
+        help_text="Through the remedy ladder where the engine allows soft restarts (reset its prefix cache, then "
+                  "restart it in place, then in full, each step only while the condition lasts), else the normal "
+                  "restart path (drain, stop, start); at most once per cool-down, and only "
                   "when the engine's own processes hold more than they reserved (gpu_memory_utilization + 2 % of "
                   "the GPU) while no foreign process holds more than the foreign-process limit: a restart frees "
                   "nothing else, and a foreign process would make the new start fail. The incident says why not.")
@@ -80,6 +82,11 @@ class TelemetryRules(models.Model):
         "baseline over the first (minutes)", default=60,
         validators=[MinValueValidator(1), MaxValueValidator(DAY // 60)])
     drift_seconds = _for(600)
+    drift_restart = models.BooleanField(
+        "remedy a drift", default=False,
+        help_text="Reset the engine's prefix cache, then restart it in place (soft), then in full, each step only "
+                  "while the drift lasts (an engine without soft restarts is restarted in full at once), at most "
+                  "once per cool-down. Off: the incident only suggests a restart.")
     # --- data flow ----------------------------------------------------------------
     no_data_enabled = models.BooleanField("no-data rule on", default=True)
     no_data_intervals = models.PositiveSmallIntegerField(

@@ -29,7 +29,7 @@ class TelemetryRulesAdmin(admin.ModelAdmin):
         _rule("Time to first token (yellow)", "TTFT p95 above a fixed threshold, and above a multiple of the "
               "engine's own first hour after it became ready.",
               "ttft_enabled", ("ttft_p95_seconds", "ttft_seconds"),
-              "drift_enabled", ("drift_factor", "drift_baseline_minutes", "drift_seconds")),
+              "drift_enabled", ("drift_factor", "drift_baseline_minutes", "drift_seconds"), "drift_restart"),
         _rule("Missing data", "Silence is raised, never taken for an all-clear. A machine without NVIDIA GPUs "
               "raises nothing about GPUs.",
               "no_data_enabled", "no_data_intervals", ("metrics_missing_enabled", "metrics_missing_cycles"),

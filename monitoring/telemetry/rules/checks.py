@@ -15,6 +15,7 @@ from inference.models import Engine, EngineState
 
 from ...models.telemetry_rules import RESERVATION_MARGIN, TelemetryRules
 from ..readings import Cycle, EngineReading, GpuReading
+from ..remedy import drift_condition, gpu_memory_condition
 from .state import Baseline, Outcome, make_source, parse_source
 
 GIB = 1024**3
@@ -60,6 +61,9 @@ class Observation:
     restart: bool = False  # raising it restarts `engine`
     stop: bool = False  # raising it drains and stops `engine` (its GPU is failing)
     withheld: str = ""  # why a restart the rule would make does not help this time ("" when it does)
+    # The condition a remedy ladder reads again after each step (monitoring/telemetry/remedy.py); None: a restart
+    # goes straight to the full one (a stuck engine, an application fault).
+    remedy: dict | None = None
     for_seconds: float = 0
     min_cycles: int = 1
 
@@ -115,7 +119,8 @@ def gpu_memory(ctx: Context) -> Iterator[Observation]:
             detail=f"GPU {gpu.index}{f' (engine {engine.name})' if engine else ''} memory at {percent:.1f} % "
                    f"({gpu.memory_used / GIB:.1f} of {gpu.memory_total / GIB:.1f} GiB)",
             engine=engine, restart=rules.gpu_memory_restart and engine is not None and not withheld,
-            withheld=withheld, for_seconds=rules.gpu_memory_seconds)
+            withheld=withheld, remedy=gpu_memory_condition(gpu.index, rules.gpu_memory_percent),
+            for_seconds=rules.gpu_memory_seconds)
 
 
 def restart_withheld(gpu: GpuReading, engine: Engine, foreign_gib: float) -> str:
@@ -256,7 +261,8 @@ def drift(ctx: Context) -> Iterator[Observation]:
     for engine, reading in ctx.ready_engines():
         if engine.ready_at is None:
             continue
-        run = f"{engine.running_generation}:{engine.ready_at.timestamp()}"
+        # A run is a process: a soft restart keeps the baseline, so its cure is judged against the same one.
+        run = f"{engine.running_generation}:{engine.process_started_at or engine.ready_at.timestamp()}"
         baseline = ctx.baselines.get(engine.pk)
         source = ctx.source(f"engine{engine.pk}", DRIFT)
         if baseline is None or baseline.run != run:
@@ -276,7 +282,8 @@ def drift(ctx: Context) -> Iterator[Observation]:
             title=f"First token slowing down on engine {engine.name}",
             detail=f"time to first token p95 {p95:.2f} s on engine {engine.name}, {ratio:.1f}× its first-hour "
                    f"baseline of {baseline.value:.2f} s; a restart usually brings it back",
-            engine=engine, for_seconds=rules.drift_seconds)
+            engine=engine, restart=rules.drift_restart, remedy=drift_condition(baseline.value, rules.drift_factor),
+            for_seconds=rules.drift_seconds)
 
 
 def _collect(baseline: Baseline, p95: float | None, minutes_up: float, window_minutes: int) -> None:

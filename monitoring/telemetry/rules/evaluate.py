@@ -16,8 +16,9 @@ from alerts.models import Incident
 from inference.models import Engine, EngineState
 
 from ...models import TelemetryRules
+from .. import remedy
 from ..readings import Cycle
-from .actions import restart, stop
+from .actions import remedy_or_restart, stop
 from .checks import RULES, Context, Observation, observe
 from .state import Outcome, State, Track
 
@@ -55,6 +56,8 @@ def evaluate(cycle: Cycle) -> list[Change]:
                 changes.append(_clear(source, track, reason, None))
     state.tracks = {s: t for s, t in state.tracks.items() if not t.stale(at, rules.max_gap_seconds)}
     state.baselines = {pk: b for pk, b in state.baselines.items() if pk in engines}
+    remedy.note_baselines(engines.values(), cycle, state.memory)
+    state.memory = {pk: m for pk, m in state.memory.items() if pk in engines}
     state.save(at)
     return [c for c in changes if c]  # the sampler publishes the live state (and so the banners) next
 
@@ -72,9 +75,11 @@ def _raise(track: Track, obs: Observation, cycle: Cycle, rules: TelemetryRules) 
     track.firing = True
     message = obs.detail + (f" for {_duration(track.held(Outcome.TRUE, cycle.taken_at.timestamp()))}"
                             if obs.for_seconds else "")
+    plan = None
     if obs.restart and obs.engine is not None:
-        message += "; " + restart(obs.engine, f"{obs.title}: {obs.detail}", cycle.taken_at,
-                                  rules.restart_cooldown_minutes)
+        said, plan = remedy_or_restart(obs.engine, f"{obs.title}: {obs.detail}", cycle.taken_at,
+                                       rules.restart_cooldown_minutes, obs.source, obs.remedy)
+        message += "; " + said
     elif obs.stop and obs.engine is not None:
         message += "; " + stop(obs.engine, f"{obs.title}: {obs.detail}")
     elif obs.withheld:
@@ -82,6 +87,8 @@ def _raise(track: Track, obs: Observation, cycle: Cycle, rules: TelemetryRules) 
         track.withheld = True
     transition = drive(obs.source, obs.rule.level, kind=obs.rule.kind, title=obs.title, value=obs.value,
                        message=message[:500], host=cycle.host_name)
+    if plan is not None:
+        remedy.begin(plan)  # each step is recorded in the incident's events: it exists now
     return Change(obs.source, True, obs) if transition else None
 
 
@@ -89,11 +96,14 @@ def _restart_late(track: Track, obs: Observation, cycle: Cycle, rules: Telemetry
     """The restart withheld when the condition was raised, once it would help (the foreign process left,
     the engine grew past its reservation); its outcome is added to the open incident's message."""
     track.withheld = False
-    outcome = restart(obs.engine, f"{obs.title}: {obs.detail}", cycle.taken_at, rules.restart_cooldown_minutes)
+    outcome, plan = remedy_or_restart(obs.engine, f"{obs.title}: {obs.detail}", cycle.taken_at,
+                                      rules.restart_cooldown_minutes, obs.source, obs.remedy)
     incident = Incident.objects.open().filter(source=obs.source).first()
     if incident is not None:
         Incident.objects.filter(pk=incident.pk).update(message=f"{incident.message}; later {outcome}"[:500],
                                                        updated_at=timezone.now())
+    if plan is not None:
+        remedy.begin(plan)
 
 
 def _clear(source: str, track: Track, message: str, obs: Observation | None) -> Change | None:

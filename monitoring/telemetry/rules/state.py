@@ -61,6 +61,9 @@ class Baseline:
 
 INIT = "_init"
 BASELINE = "baseline:"
+# An engine's GPU memory when it first became ready after a start, per GPU: {"process": "pid:start time",
+# "gpus": {"0": bytes}, "at": epoch}. A soft restart is checked against it (monitoring/telemetry/remedy.py).
+MEMORY = "memory:"
 
 
 def hash_key(host: str) -> str:
@@ -81,6 +84,7 @@ class State:
         self.host = host
         self.tracks: dict[str, Track] = {}
         self.baselines: dict[int, Baseline] = {}
+        self.memory: dict[int, dict] = {}
         self._stored: dict[str, str] = {}
 
     @classmethod
@@ -93,6 +97,8 @@ class State:
         for name, text in raw.items():
             if name.startswith(BASELINE):
                 state.baselines[int(name.removeprefix(BASELINE))] = Baseline(**json.loads(text))
+            elif name.startswith(MEMORY):
+                state.memory[int(name.removeprefix(MEMORY))] = json.loads(text)
             elif name != INIT:
                 state.tracks[name] = Track(**json.loads(text))
         return state
@@ -116,6 +122,7 @@ class State:
         # vars(), not asdict(): asdict deep-copies a baseline's hundreds of values on every cycle.
         fields.update({source: json.dumps(vars(t)) for source, t in self.tracks.items()})
         fields.update({f"{BASELINE}{pk}": json.dumps(vars(b)) for pk, b in self.baselines.items()})
+        fields.update({f"{MEMORY}{pk}": json.dumps(m, sort_keys=True) for pk, m in self.memory.items()})
         changed = {name: text for name, text in fields.items() if self._stored.get(name) != text}
         removed = [name for name in self._stored if name not in fields]
         pipe = rd.client().pipeline(transaction=False)
@@ -127,6 +134,12 @@ class State:
         pipe.hset(last_cycle_key(), self.host, repr(taken_at))
         pipe.execute()
         self._stored = fields
+
+
+def memory_baseline(host: str, engine_id: int) -> dict | None:
+    """The engine's post-start GPU memory as the rules recorded it (one Redis read), or None."""
+    raw = rd.client().hget(hash_key(host), f"{MEMORY}{engine_id}")
+    return json.loads(raw) if raw else None
 
 
 def make_source(host: str, subject: str, rule: str, extra: str = "") -> str:
