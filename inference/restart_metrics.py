@@ -1,9 +1,32 @@
-"""What /metrics says about engine restarts (registered into glmadmin/exporter.py by inference.apps): how often
-each engine was restarted in full and in place, and how long its last soft restart took."""
+"""Engine restarts in numbers, on /metrics (RestartCollector, registered into glmadmin/exporter.py by
+inference.apps) and on the dashboard's engine panel: how often each engine was restarted in full and in place,
+and how long the last of each took.
+
+A soft restart times itself (drain to probe, Engine.last_soft_restart_seconds). A full restart is timed from its
+events: from the event that took the engine out of service (the drain of a restart, a crash, a soft restart that
+fell back) to its next "ready" after a start. A stop by an operator followed by a start is no restart.
+"""
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .models import Engine
+from .models import Engine, EngineEvent
+from .models import EngineState as S
+
+IN_SERVICE = [S.READY, S.SOFT_RESTART, S.UNHEALTHY]  # what a restart takes an engine out of
+NOT_A_RESTART = "disabled"  # the reason of a stop asked for by an operator (supervisor._step)
+
+
+def last_full_restart_seconds(engine_id: int) -> float | None:
+    """How long the engine's last full restart took, from leaving service to ready again; None if it had none."""
+    ready = (EngineEvent.objects.filter(engine_id=engine_id, state=S.READY, previous=S.STARTING)
+             .order_by("-pk").values_list("pk", "at").first())
+    if ready is None:
+        return None
+    left = (EngineEvent.objects.filter(engine_id=engine_id, pk__lt=ready[0], previous__in=IN_SERVICE)
+            .exclude(state__in=IN_SERVICE).order_by("-pk").values_list("at", "reason").first())
+    if left is None or left[1] == NOT_A_RESTART:
+        return None  # its first start, or a start after an operator's stop
+    return (ready[1] - left[0]).total_seconds()
 
 
 class RestartCollector:
@@ -14,10 +37,16 @@ class RestartCollector:
                                    labels=["engine", "host"])
         last = GaugeMetricFamily("glmadmin_engine_last_soft_restart_seconds", "How long an engine's last soft "
                                  "restart took, from the drain to the probe", labels=["engine", "host"])
-        for name, host, restarts, soft_restarts, seconds in Engine.objects.values_list(
-                "name", "host", "restarts", "soft_restarts", "last_soft_restart_seconds"):
+        last_full = GaugeMetricFamily("glmadmin_engine_last_restart_seconds", "How long an engine's last full "
+                                      "restart took, from leaving service (drain or crash) to ready again",
+                                      labels=["engine", "host"])
+        for pk, name, host, restarts, soft_restarts, seconds in Engine.objects.values_list(
+                "pk", "name", "host", "restarts", "soft_restarts", "last_soft_restart_seconds"):
             full.add_metric([name, host], restarts)
             soft.add_metric([name, host], soft_restarts)
             if seconds is not None:
                 last.add_metric([name, host], seconds)
-        yield from (full, soft, last)
+            full_seconds = last_full_restart_seconds(pk) if restarts else None
+            if full_seconds is not None:
+                last_full.add_metric([name, host], full_seconds)
+        yield from (full, soft, last, last_full)

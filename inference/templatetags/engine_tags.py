@@ -2,6 +2,7 @@ from django import template
 from django.utils import timezone
 
 from inference.models import Engine
+from inference.restart_metrics import last_full_restart_seconds
 
 register = template.Library()
 
@@ -11,6 +12,7 @@ def engines_panel(context):
     engines = list(Engine.objects.all())
     for engine in engines:
         engine.gpu_health = _gpu_health(context.get("live"), engine)
+        engine.last_full_restart_seconds = last_full_restart_seconds(engine.pk) if engine.restarts else None
     return {"engines": engines, "now": timezone.now(), "perms": context.get("perms"),
             "csrf_token": context.get("csrf_token")}
 
