@@ -26,8 +26,9 @@ class EngineEventInline(admin.TabularInline):
 # What only a superuser may change: these decide what code an engine runs and what it can reach (the model
 # directory or hub id, its environment, where it listens, which host runs it). Staff tune the rest, and start,
 # stop and restart engines. Soft restarts turn on vLLM's development endpoints (/sleep, /wake_up and more, on the
-# engine's own address): a superuser's choice too.
-SUPERUSER_FIELDS = ("model", "env", "listen_address", "host", "soft_restart")
+# engine's own address): a superuser's choice too. So are media: a multimodal engine fetches URLs from its host, and
+# its allowed media domains say which hosts (gateway/media.py).
+SUPERUSER_FIELDS = ("model", "env", "listen_address", "host", "soft_restart", "multimodal", "allowed_media_domains")
 SUPERUSER_NOTE = ("Only a superuser can change these: they decide what code the engine runs and what it can "
                   "reach. Extra arguments that can do either need a superuser too.")
 

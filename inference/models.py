@@ -8,6 +8,7 @@ from django.db import models
 
 from glmadmin.lib import processes
 
+from .gateway.media import validate_domains as validate_media_domains
 from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extra_args
 
 # The fields a running process was started with: a change to one applies at the next restart (the supervisor
@@ -15,7 +16,7 @@ from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extr
 LAUNCH_FIELDS = ("model", "served_model_name", "listen_address", "port", "gpu_ids", "tensor_parallel_size",
                  "max_model_len", "block_size", "max_num_seqs", "kv_cache_dtype", "enable_chunked_prefill",
                  "gpu_memory_utilization", "quantization", "enforce_eager", "shutdown_timeout", "extra_args", "env",
-                 "soft_restart")
+                 "soft_restart", "multimodal", "allowed_media_domains")
 # What vLLM reserves of each GPU when --gpu-memory-utilization is not given.
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 GPU_LIST = RegexValidator(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$", "GPU ids as a comma-separated list of numbers, e.g. 0,1,2,3.")
@@ -78,6 +79,16 @@ class Engine(models.Model):
                   "seconds instead of reloading the model; falls back to a full restart when a step fails. Its "
                   "/sleep and /wake_up endpoints listen only where the engine does (loopback); the gateway never "
                   "forwards them.")
+    multimodal = models.BooleanField(
+        "serves a multimodal model", default=False,
+        help_text="Let the gateway forward image, audio and video parts to this engine. The engine fetches media "
+                  "URLs from its own host, so a URL is forwarded only when its host is one of the allowed media "
+                  "domains below; data: URLs always are. Off: every media part is refused.")
+    allowed_media_domains = models.JSONField(
+        default=list, blank=True, validators=[validate_media_domains],
+        help_text='Hosts media URLs may point at, exactly as written (no subdomains, no wildcards), as a JSON list, '
+                  'e.g. ["images.example.com"]. Empty: no URL is fetched, only data: URLs. A loopback, private or '
+                  "link-local host is fetched only if listed here. Passed to vLLM as --allowed-media-domains.")
     enabled = models.BooleanField(default=True, help_text="Disabled engines are stopped and stay stopped.")
     restart_generation = models.PositiveIntegerField(default=0, editable=False)
     daily_restart_at = models.TimeField(null=True, blank=True,

@@ -25,7 +25,9 @@ MANAGED = {"model_tag": "Model", "model": "Model", "served_model_name": "Served 
            "Tensor parallel size", "max_model_len": "Max model len", "block_size": "Block size",
            "max_num_seqs": "Max num seqs", "kv_cache_dtype": "Kv cache dtype",
            "enable_chunked_prefill": "Enable chunked prefill", "gpu_memory_utilization": "Gpu memory utilization",
-           "quantization": "Quantization", "enforce_eager": "Enforce eager", "shutdown_timeout": "Shutdown timeout"}
+           "quantization": "Quantization", "enforce_eager": "Enforce eager", "shutdown_timeout": "Shutdown timeout",
+           # What the engine may fetch media from: the gateway checks requests against the same list (media.py).
+           "allowed_media_domains": "Allowed media domains"}
 # Arguments no engine of glmadmin's may have: supervision needs an HTTP server on the port, started as asked.
 REFUSED = {"help": "prints the help and exits: the engine would never start",
            "config": "reads more arguments from a file glmadmin cannot check: give them here",
@@ -183,7 +185,20 @@ def command(engine, python: str) -> list[str]:
         argv.append("--enforce-eager")
     if engine.soft_restart and sleep_mode_available():
         argv.append(SLEEP_MODE_FLAG)
+    argv += [MEDIA_DOMAINS_FLAG, *media_domains(engine)]
     return argv + list(engine.extra_args)
+
+
+MEDIA_DOMAINS_FLAG = "--allowed-media-domains"
+
+
+def media_domains(engine) -> list[str]:
+    """The hosts the engine may fetch media URLs from. vLLM fetches from any host when the flag is absent or
+    empty, so every engine gets it: a multimodal engine its list, any other (and an empty list) a host that never
+    resolves (RFC 6761), so that vLLM refuses every URL even to a client that reaches the engine directly."""
+    from .gateway.media import INVALID_HOST
+
+    return (engine.multimodal and list(engine.allowed_media_domains)) or [INVALID_HOST]
 
 
 SLEEP_MODE_FLAG = "--enable-sleep-mode"
@@ -228,4 +243,7 @@ def environment(engine, base: dict) -> dict:
     if engine.soft_restart and sleep_mode_available():
         env["VLLM_SERVER_DEV_MODE"] = "1"  # serves /sleep and /wake_up (on the engine's own address only)
     env["HF_HUB_OFFLINE"] = "1"
+    # A media URL on an allowed host must not redirect the fetch to another (vLLM's docs ask for this beside
+    # --allowed-media-domains); set last, so an engine's own variables cannot turn it back on.
+    env["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] = "0"
     return env

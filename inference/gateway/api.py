@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 from django.conf import settings
 
+from . import media
+
 ENDPOINTS = ("chat/completions", "completions")
 REQUIRED = {"chat/completions": ("model", "messages"), "completions": ("model", "prompt")}
 # Content parts that carry only text. vLLM treats a part as media by its type or by any media key
@@ -59,13 +61,20 @@ def _model() -> dict:
 def _messages(cap: Caps) -> dict:
     text_part = {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
         "type": {"type": "string", "enum": list(TEXT_PART_TYPES)}, "text": STRING, "refusal": STRING}}
+    media_parts = [{"type": "object", "required": ["type", kind], "additionalProperties": False, "properties": {
+        "type": {"type": "string", "enum": [kind]},
+        kind: {"type": "object", "additionalProperties": False, "properties": {key: STRING for key in sorted(keys)}}}}
+        for kind, keys in media.PARTS.items()]
+    part = {"oneOf": [text_part, *media_parts]}
     message = {"type": "object", "required": ["role"], "properties": {
         "role": {"type": "string", "description": "system, developer, user, assistant or tool."},
-        "content": {"nullable": True, "oneOf": [STRING, {"type": "array", "items": text_part}]}}}
+        "content": {"nullable": True, "oneOf": [STRING, {"type": "array", "items": part}]}}}
     return {"type": "array", "minItems": 1, "items": message,
-            "description": f"At most {cap.prompt_chars} characters of content in all. Text only: image, audio, "
-                           "video and file parts are refused (no engine here is marked as serving a "
-                           "multimodal model)."}
+            "description": f"At most {cap.prompt_chars} characters of text in all. Image, audio and video parts "
+                           "only for a model whose engines are marked as serving a multimodal model: data: URLs "
+                           "and input_audio, and http(s) URLs whose host is one of the engine's allowed media "
+                           "domains (media_url_not_allowed; loopback, private and link-local hosts: "
+                           "media_url_private). File and embedding parts are always refused."}
 
 
 def _prompt(cap: Caps) -> dict:

@@ -8,7 +8,7 @@ refused, so every byte an engine receives from a client has been looked at here.
 import json
 import math
 
-from . import api
+from . import api, media
 from .errors import bad_request
 
 ENDPOINTS = api.ENDPOINTS
@@ -77,6 +77,12 @@ def _holds_mark(value) -> bool:
 
 def validate(endpoint: str, body) -> dict:
     """The body to send upstream (a max_tokens cap added if none was asked), or GatewayError 400."""
+    return checked(endpoint, body)[0]
+
+
+def checked(endpoint: str, body) -> tuple[dict, list[media.Part]]:
+    """(validate()'s body, the media parts in it): media parts can only be judged against the engines that
+    serve the model (media.check), which a request without them never needs to look at."""
     if not isinstance(body, dict):
         raise bad_request("invalid_type", "The request body must be a JSON object.")
     cap = api.caps()
@@ -93,13 +99,14 @@ def validate(endpoint: str, body) -> dict:
             _check(name, value, schema)
     if not body["model"]:
         raise bad_request("missing_field", "'model' must name a model (GET /v1/models lists them).", "model")
+    parts: list[media.Part] = []
     if endpoint == "chat/completions":
-        _check_prompt_chars("messages", _chat_chars(body["messages"]), cap)
+        _check_prompt_chars("messages", _chat_chars(body["messages"], parts), cap)
     else:
         chars, prompts = _prompt_size(body["prompt"])
         _check_prompt_chars("prompt", chars, cap)
         _check_generations(body, prompts, cap)
-    return _capped(body, cap)
+    return _capped(body, cap), parts
 
 
 # --- the generic checks: the part of OpenAPI's vocabulary api.py uses ----------------------------
@@ -192,7 +199,7 @@ def _check_generations(body: dict, prompts: int, cap: api.Caps) -> None:
                           "prompt")
 
 
-def _chat_chars(messages) -> int:
+def _chat_chars(messages, parts: list) -> int:
     if not isinstance(messages, list):
         raise bad_request("invalid_type", f"'messages' must be a list of messages, not {_json_type(messages)}.",
                           "messages")
@@ -210,30 +217,36 @@ def _chat_chars(messages) -> int:
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
-            chars += sum(_text_part_chars(f"messages[{i}].content[{j}]", part) for j, part in enumerate(content))
+            chars += sum(_part_chars(f"messages[{i}].content[{j}]", part, parts) for j, part in enumerate(content))
         elif content is not None:
             raise bad_request("invalid_type", f"'messages[{i}].content' must be a string or a list of parts, "
                                               f"not {_json_type(content)}.", f"messages[{i}].content")
     return chars
 
 
-def _text_part_chars(name: str, part) -> int:
-    """The length of a text part. Any other part is refused: vLLM fetches image, audio and video URLs from
-    the engine's host (a URL inside the private network included) for a multimodal model."""
+def _part_chars(name: str, part, parts: list) -> int:
+    """The length of a text part. A media part the gateway may forward to a multimodal engine is added to
+    parts (judged once the engines are known: media.check) and counts no characters; any other part is
+    refused: vLLM fetches image, audio and video URLs from the engine's host (a URL inside the private network
+    included), and reads a part as media by its keys whatever its type."""
     if isinstance(part, str):
         return len(part)
     if not isinstance(part, dict):
         raise bad_request("invalid_type", f"'{name}' must be a content part object, not {_json_type(part)}.", name)
     kind = part.get("type")
-    if kind not in api.TEXT_PART_TYPES or part.keys() - api.TEXT_PART_KEYS:
-        shown = kind if isinstance(kind, str) else next(iter(part.keys() - api.TEXT_PART_KEYS), "untyped")
-        raise bad_request("media_not_supported", f"'{name}': {shown} parts are refused. This gateway forwards text "
-                                                 "only: no engine here is marked as serving a multimodal model "
-                                                 "(one would fetch media URLs from its own host).", name)
-    text = part.get(kind)
-    if not isinstance(text, str):
-        raise bad_request("invalid_type", f"'{name}.{kind}' must be a string.", f"{name}.{kind}")
-    return len(text)
+    if kind in api.TEXT_PART_TYPES and not part.keys() - api.TEXT_PART_KEYS:
+        text = part.get(kind)
+        if not isinstance(text, str):
+            raise bad_request("invalid_type", f"'{name}.{kind}' must be a string.", f"{name}.{kind}")
+        return len(text)
+    if (found := media.part_of(name, part)) is not None:
+        parts.append(found)
+        return 0
+    shown = kind if isinstance(kind, str) else next(iter(part.keys() - api.TEXT_PART_KEYS), "untyped")
+    raise bad_request("media_not_supported", f"'{name}': {shown} parts are refused. Text parts, and on an engine "
+                                             "marked as serving a multimodal model image_url, audio_url, video_url "
+                                             "and input_audio parts, are forwarded; file, embedding and untyped "
+                                             "parts never are.", name)
 
 
 def _prompt_size(prompt) -> tuple[int, int]:

@@ -77,7 +77,8 @@ def schema() -> dict:
                             "missing_field", "upstream_unavailable", "n_too_large", "best_of_too_large",
                             "service_unavailable", "internal_error", "unknown_field", "invalid_value",
                             "value_too_large", "too_many_items", "field_too_large", "non_finite_number",
-                            "too_many_generations", "media_not_supported", "upstream_timeout",
+                            "too_many_generations", "media_not_supported", "media_url_refused",
+                            "media_url_private", "media_url_not_allowed", "upstream_timeout",
                             "upstream_malformed"]}}}}},
                 "ModelList": {"type": "object", "properties": {
                     "object": {"type": "string", "enum": ["list"]},

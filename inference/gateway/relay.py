@@ -14,7 +14,7 @@ import uuid
 
 from django.conf import settings
 
-from . import admit_and_route, guards, keys, leases, limits, redis_state, routing, stats, upstream
+from . import admit_and_route, guards, keys, leases, limits, media, redis_state, routing, stats, upstream
 from .errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ async def open_stream(who: "keys.Caller | keys.Presented", endpoint: str, body: 
                       raw: bytes | None = None) -> "Relay":
     """who: the chat page's user (a Caller) or the API key a client presented; endpoint: "chat/completions"
     or "completions"; body: the client's parsed JSON object (raw: its bytes, sent on as they are when
-    nothing needs to change). Runs the whole admission path in order — validate body (guards), key,
+    nothing needs to change). Runs the whole admission path in order — validate body (guards; media parts
+    against the model's engines: media.py), key,
     red-alert pause, caller limits, route (one Redis round trip), connect (the same engine once more
     on a stale kept connection, then one other engine, before the first byte) — and raises
     GatewayError on any refusal. The HTTP API and the chat consumer both call this. Cancelling it
@@ -38,7 +39,9 @@ async def open_stream(who: "keys.Caller | keys.Presented", endpoint: str, body: 
     try:
         if endpoint not in guards.ENDPOINTS:
             raise GatewayError(404, f"Unknown endpoint '{endpoint}'.", code="not_found")
-        payload = guards.validate(endpoint, body)
+        payload, parts = guards.checked(endpoint, body)
+        if parts:  # judged against the model's engines before anything is admitted (text requests never are)
+            await media.check(payload["model"], parts)
     except GatewayError as exc:
         caller = await keys.caller_for(who.plain) if isinstance(who, keys.Presented) else who
         error = exc if caller is not None else keys.invalid_key()  # an unknown key hears only that

@@ -118,8 +118,15 @@ return changed
 def table() -> dict[str, dict]:
     from inference.models import Engine
 
-    return {e.name: {"model": e.running("served_model_name"), "state": e.state, "url": e.base_url, "enabled": e.enabled}
+    return {e.name: {"model": e.running("served_model_name"), "state": e.state, "url": e.base_url, "enabled": e.enabled,
+                     "media": media_domains(e)}
             for e in Engine.objects.all()}
+
+
+def media_domains(engine) -> list[str] | None:
+    """What the engine may fetch media from as it runs (media.py): None for a text-only engine, else its
+    allowed media domains (empty: data: URLs only). As started: the engine's own flag is what binds it."""
+    return list(engine.running("allowed_media_domains")) if engine.running("multimodal") else None
 
 
 def snapshot() -> tuple[int, dict[str, dict]]:

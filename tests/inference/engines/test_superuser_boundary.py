@@ -87,7 +87,6 @@ def test_staff_tunes_the_engine(staff_client, engine):
     (["--kv-transfer-config.kv_connector_module_path", "evil"], "--kv-transfer-config"),
     (["-cc.mode=3"], "-cc (that is --compilation-config)"),
     (["--tokenizer", "someone/remote-tokenizer"], "--tokenizer"),
-    (["--seed", "1", "--allowed-media-domains", "example.com"], "--allowed-media-domains"),
 ])
 def test_staff_flag_that_needs_a_superuser_is_refused(staff_client, engine, args, named):
     import json

@@ -81,13 +81,15 @@ def test_logit_bias_is_bounded_in_entries_and_values(server):
     {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data/"}},
     {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
     {"type": "audio_url", "audio_url": {"url": "http://10.0.0.1/a.wav"}},
-    {"type": "video_url", "video_url": {"url": "file:///etc/passwd"}},
+    {"type": "video_url", "video_url": {"url": "https://images.example.com/v.mp4"}},
     {"type": "file", "file": {"file_data": "AAAA"}},
+    {"type": "image_embeds", "image_embeds": "AAAA"},
     # vLLM treats a part as media by its keys whatever its type, and guesses the type of an untyped one.
     {"type": "text", "text": "look", "image_url": {"url": "http://169.254.169.254/"}},
     {"image_url": "http://169.254.169.254/"},
 ])
 def test_media_parts_are_refused(server, part):
+    # No engine serves "demo", so none is marked multimodal (test_media.py has the engines that are).
     _, plain = make_key()
     body = {**CHAT, "messages": [{"role": "user", "content": [{"type": "text", "text": "see"}, part]}]}
     error = refused(post(server, plain, body), "media_not_supported", "messages[0].content[1]")
