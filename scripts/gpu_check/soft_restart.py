@@ -251,6 +251,7 @@ def main():
     parser.add_argument("--soft-rounds", type=int, default=2)
     parser.add_argument("--settle", type=float, default=5, help="seconds of plain stream before and after each restart")
     parser.add_argument("--start-timeout", type=int, default=400)
+    parser.add_argument("--diagnose", action="store_true", help="run manage.py diagnose on the warm engine first")
     parser.add_argument("--out", default=os.environ.get("OUT", ""), help="where to copy the engine and gateway logs")
     args = parser.parse_args()
     t0 = time.time()
@@ -304,6 +305,10 @@ def main():
                 break
         stream.start()
         time.sleep(args.settle)
+        if args.diagnose:
+            # Issue 19's memory diagnosis against the live CUDA engine, with the stream running (KV cache in use).
+            _, _, rc, _ = run_command(scratch, t0, "diagnose", ENGINE)
+            summary["diagnose_rc"] = rc
         rounds = [("soft", i) for i in range(args.soft_rounds)] + [("full", 0)]
         for kind, i in rounds:
             name = f"{kind} restart" + (f" {i + 1}" if kind == "soft" and args.soft_rounds > 1 else "")
@@ -344,6 +349,8 @@ def main():
         print("== summary", flush=True)
         full = summary["full restart"]["seconds"]
         for name, row in summary.items():
+            if not isinstance(row, dict):
+                continue
             ratio = f", {full / row['seconds']:.1f}x faster than the full restart" if name != "full restart" else ""
             refused = sum(row["refused"].values())
             print(f"{name:15s} {row['seconds']:7.2f} s{ratio}; requests overlapping {row['requests']}: served "
