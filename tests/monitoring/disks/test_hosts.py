@@ -5,6 +5,7 @@ fixture), and as two real alerts workers started with the Procfile's command, on
 """
 
 import contextlib
+import importlib
 import json
 
 import pytest
@@ -14,7 +15,8 @@ from django_celery_beat.models import PeriodicTask
 from alerts.models import Incident
 from glmadmin.celery import app
 from glmadmin.lib import redis as rd
-from monitoring import tasks
+from glmadmin.schedules import every_seconds
+from monitoring import disk_schedule, tasks
 from monitoring.disk_check import check_all
 from monitoring.models import WatchedFilesystem
 from tests.support.processes import ROOT, process_group, subprocess_env, wait_for
@@ -64,11 +66,28 @@ def test_another_hosts_path_is_not_looked_for_here(db, settings):
     assert local.path_problem().startswith("/no/such/dir/here cannot be read")
 
 
-def test_the_default_hosts_schedule_is_in_its_own_alerts_queue(db):
-    host = django_settings.GLMADMIN_HOST_NAME
-    (row,) = PeriodicTask.objects.filter(task="monitoring.tasks.check_disks")
-    assert (row.name, row.queue, json.loads(row.kwargs)) == (f"Check disk usage on {host}", f"alerts.{host}",
-                                                             {"host": host})
+def test_the_one_schedule_of_before_becomes_this_hosts_in_its_own_alerts_queue(db, settings):
+    from django.apps import apps
+
+    migration = importlib.import_module("monitoring.migrations.0016_watched_filesystem_host")
+    settings.GLMADMIN_HOST_NAME = "local"
+    PeriodicTask.objects.filter(task="monitoring.tasks.check_disks").delete()
+    old = PeriodicTask.objects.create(name="Check disk usage", task="monitoring.tasks.check_disks",
+                                      interval=every_seconds(5), expire_seconds=4, kwargs="{}", enabled=False)
+    migration.per_host_schedule(apps, None)
+    row = PeriodicTask.objects.get(pk=old.pk)  # the operator's interval, expiry and switch are kept
+    assert (row.name, row.queue, json.loads(row.kwargs)) == ("Check disk usage on local", "alerts.local",
+                                                             {"host": "local"})
+    assert (row.interval.every, row.expire_seconds, row.enabled) == (5, 4, False)
+    migration.one_schedule(apps, None)
+    row.refresh_from_db()
+    assert (row.name, row.queue, json.loads(row.kwargs)) == ("Check disk usage", None, {})
+
+
+def test_a_hosts_schedule_runs_every_10_s_in_its_alerts_queue(db):
+    row = disk_schedule.ensure_host_schedule("gpu2")
+    assert (row.name, row.task, row.queue, json.loads(row.kwargs)) == (
+        "Check disk usage on gpu2", "monitoring.tasks.check_disks", "alerts.gpu2", {"host": "gpu2"})
     assert (row.interval.every, row.expire_seconds) == (10, 9)
 
 
@@ -108,6 +127,7 @@ def test_two_hosts_workers_each_check_their_own_disks(alerts_worker, no_default_
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     ours, theirs = red_at_once(tmp_path / "a", "local"), red_at_once(tmp_path / "b", "gpu2")
+    disk_schedule.ensure_host_schedule("local")  # the migration's (a transactional test before may have flushed it)
     alerts_worker("local")
     # gpu2's check waits in gpu2's own queue: local's worker, which takes the shared alerts lane, never runs it.
     PeriodicTask.objects.filter(name="Check disk usage on gpu2").delete()
