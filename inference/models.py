@@ -93,6 +93,9 @@ class Engine(models.Model):
     restart_generation = models.PositiveIntegerField(default=0, editable=False)
     daily_restart_at = models.TimeField(null=True, blank=True,
                                         help_text="Restart every day at this time (server time zone). Empty: never.")
+    # The claim of a daily restart (inference/schedules.claim_daily_restart): a late duplicate of the day's
+    # scheduled task, or one sent by a second beat, finds it taken and restarts nothing.
+    last_scheduled_restart_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # --- observed state (the supervisor's) ------------------------------------
     state = models.CharField(max_length=12, choices=EngineState.choices, default=EngineState.STOPPED, editable=False)

@@ -26,6 +26,8 @@ def scheduled_restart(engine_id: int) -> str:
     engine = Engine.objects.filter(pk=engine_id, enabled=True).first()
     if engine is None:
         return "skipped: engine gone or disabled"
+    if not schedules.claim_daily_restart(engine_id):  # a duplicate: another delivery restarted it today
+        return f"skipped: {engine.name} had its scheduled restart today"
     return restart(engine)
 
 

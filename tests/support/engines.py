@@ -1,5 +1,6 @@
 """Helpers for tests that run real vLLM engines (the CPU build with the generated demo model)."""
 
+import sys
 import time
 from pathlib import Path
 
@@ -39,3 +40,19 @@ def engine_processes(port: int) -> list[psutil.Process]:
 
 def events(engine: Engine) -> list[str]:
     return list(engine.events.order_by("pk").values_list("state", flat=True))
+
+
+def slow_engine_runtime(directory: Path) -> Path:
+    """An engine runtime `python` (for settings.ENGINE_PYTHON) that runs tests/support/slow_engine.py: a process
+    the supervisor manages like vLLM, whose model loads until the test writes `loaded` into its model directory."""
+    script = Path(__file__).with_name("slow_engine.py")
+    runtime = directory / "python"
+    runtime.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    runtime.chmod(0o755)
+    return runtime
+
+
+def starts(model: Path) -> list[int]:
+    """The pids of every start of a slow_engine whose model directory is `model`."""
+    path = model / "starts"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
