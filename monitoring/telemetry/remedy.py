@@ -287,8 +287,9 @@ def _await_full(engine: Engine, plan: dict) -> tuple[dict | None, float]:
                                   f"(engine {engine.get_state_display().lower()}: {engine.state_reason})")
             return None, 0
         return plan, POLL_FULL
-    plan.update(phase="check", rechecks=0, seconds=time.time() - plan["since"],
-                note=f"full restart in {time.time() - plan['since']:.1f} s")
+    # Up to the engine's own "ready" (the poll sees it up to POLL_FULL later).
+    seconds = (engine.ready_at.timestamp() if engine.ready_at else time.time()) - plan["since"]
+    plan.update(phase="check", rechecks=0, seconds=seconds, note=f"full restart in {seconds:.1f} s")
     start_window(engine, plan["condition"])
     return plan, settings.REMEDY_SETTLE_SECONDS
 
