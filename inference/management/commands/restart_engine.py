@@ -41,6 +41,8 @@ class Command(EngineCommand):
             f"{seconds:7.1f}s  {engine.name}: {step}"))
         if outcome.soft:
             self.stdout.write(f"{engine.name}: soft restart in {outcome.seconds:.1f} s ({outcome.summary()})")
+            if outcome.memory:  # GPU memory against the post-start baseline (monitoring's check, NVML)
+                self.stdout.write(f"{engine.name}: {outcome.memory}")
             return
         self.stdout.write(f"{engine.name}: soft restart not possible: {outcome.reason}; full restart")
         self.wait([engine], {EngineState.READY}, timeout, {engine.pk: outcome.generation})

@@ -7,6 +7,7 @@ as the host queue's task would run them (remedy.advance), with NVML saying what 
 """
 
 import base64
+import io
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 import psutil
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.utils import timezone
 
 from alerts.models import IncidentEvent
@@ -298,3 +300,17 @@ def test_without_requests_after_the_step_the_drift_is_not_judged_and_the_ladder_
     assert remedy.advance(plan) == (None, 0)
     assert "; not judged: no request got its first token in the " in actions()[0]
     assert posts(base) == ["/reset_prefix_cache"]  # no restart on a guess
+
+
+def test_restart_engine_soft_says_whether_the_memory_is_back(ladder):
+    engine, _, fake = ladder
+    rules.evaluate(memory_cycle(engine, BASELINE))  # the post-start baseline
+    fake.after_wake = 21.3
+    out = io.StringIO()
+    call_command("restart_engine", engine.name, "--soft", stdout=out)
+    assert "soft: GPU memory back to 21.3 GiB of the 21.0 GiB baseline" in out.getvalue()
+    fake.after_wake = 23.2  # a wake-up that did not bring it back
+    out = io.StringIO()
+    call_command("restart_engine", engine.name, "--soft", stdout=out)
+    assert ("soft: GPU memory not back to its post-start baseline: 23.2 GiB against the 21.0 GiB baseline (GPU 0)"
+            in out.getvalue())
