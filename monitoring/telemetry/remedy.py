@@ -230,7 +230,11 @@ def plan(engine: Engine, source: str, condition: dict, reason: str) -> tuple[dic
 def begin(plan: dict) -> None:
     """Start the ladder in the engine's host queue (after its incident exists: each step is recorded there)."""
     engine = Engine.objects.get(pk=plan["engine"])
-    jobs.enqueue("monitoring.tasks.remedy_engine", plan, queue=host_queue(engine.host))
+    try:
+        jobs.enqueue("monitoring.tasks.remedy_engine", plan, queue=host_queue(engine.host))
+    except Exception as exc:  # noqa: BLE001 - the rules' cycle goes on; the incident says the ladder did not start
+        log.exception("remedy for engine %s not queued", engine.name)
+        _record(engine, plan, f"remedy not started: the task could not be queued ({type(exc).__name__}: {exc})"[:300])
 
 
 def run(plan: dict) -> str:

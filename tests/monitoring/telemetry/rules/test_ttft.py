@@ -66,6 +66,22 @@ def test_a_restart_starts_a_new_baseline(clock, engine, rule_settings):
     assert "2.3× its first-hour baseline of 1.50 s" in open_incident("ttft-drift").message
 
 
+def test_a_soft_restart_keeps_the_baseline_of_the_process(clock, engine, rule_settings):
+    # A soft restart makes the engine ready again in the same process: the drift it was meant to cure is judged
+    # against the same first hour (the remedy ladder's re-read too), not a new one collected for an hour.
+    Engine.objects.filter(pk=engine.pk).update(process_started_at=1700000000.0)
+    rule_settings.drift_baseline_minutes = 10
+    rule_settings.save()
+    clock.run(600, p95(engine, 0.5))
+    clock.run(600, p95(engine, 1.5))
+    assert open_incident("ttft-drift")
+    Engine.objects.filter(pk=engine.pk).update(ready_at=timezone.now())  # what a soft restart changes
+    clock.run(60, p95(engine, 1.5))
+    assert "3.0× its first-hour baseline of 0.50 s" in open_incident("ttft-drift").message
+    clock.run(120, p95(engine, 0.6))
+    assert open_incident("ttft-drift") is None  # cleared by the reading, against the kept baseline
+
+
 def test_an_engine_idle_through_its_first_hour_takes_its_baseline_from_its_first_traffic(clock, engine,
                                                                                           rule_settings):
     rule_settings.drift_baseline_minutes = 10
