@@ -7,6 +7,8 @@ processes or engines goes to that host's queue, which only its own worker consum
 
 import json
 
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 
@@ -29,9 +31,14 @@ def every_seconds(every: int) -> IntervalSchedule:
 def ensure_interval_task(name: str, task: str, every: int, queue: str, kwargs: dict, expires: int) -> PeriodicTask:
     """The periodic task `name`, created if it is missing. An existing row is left as it is: an operator may have
     edited it in the admin, and its owner moves it on purpose (e.g. a new sampling interval)."""
-    row, _ = PeriodicTask.objects.get_or_create(
-        name=name,
-        defaults={"task": task, "interval": every_seconds(every), "queue": queue, "args": json.dumps([]),
-                  "kwargs": json.dumps(kwargs), "expire_seconds": expires},
-    )
+    try:
+        row, _ = PeriodicTask.objects.get_or_create(
+            name=name,
+            defaults={"task": task, "interval": every_seconds(every), "queue": queue, "args": json.dumps([]),
+                      "kwargs": json.dumps(kwargs), "expire_seconds": expires},
+        )
+    except (IntegrityError, ValidationError):
+        # Another worker of the host (they start together) created it a moment ago: PeriodicTask.save()
+        # validates the name's uniqueness itself, so the race ends in a ValidationError, not get_or_create's retry.
+        row = PeriodicTask.objects.get(name=name)
     return row
