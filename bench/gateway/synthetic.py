@@ -8,21 +8,42 @@ Not a vLLM stand-in for correctness tests: it only exists to be faster than the 
 
 With FIRST_MS/TOKEN_MS it is paced like an engine (time to first token, time per
 token) without an engine's CPU use: the gateway's added latency shows on its own.
+
+/v1/completions answers in the completions format; /v1/chat/completions in the chat format, as vLLM
+sends it (a first event with the assistant role, one content delta a token, finish_reason on the last,
+a usage event when stream_options.include_usage asks): gateways that parse the events (LiteLLM) need that.
 """
 
 import asyncio
 import json
 import sys
+import time
 import traceback
 
 FIRST_S = TOKEN_S = 0.0
 
 
-def _chunk(i: int) -> bytes:
-    event = {"id": "cmpl-synthetic", "object": "text_completion", "created": 0, "model": "synthetic",
-             "choices": [{"index": 0, "text": f" t{i}", "logprobs": None, "finish_reason": None}]}
+def _framed(event: dict) -> bytes:
     data = b"data: " + json.dumps(event).encode() + b"\n\n"
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _chunk(i: int) -> bytes:
+    return _framed({"id": "cmpl-synthetic", "object": "text_completion", "created": 0, "model": "synthetic",
+                    "choices": [{"index": 0, "text": f" t{i}", "logprobs": None, "finish_reason": None}]})
+
+
+def _chat_chunk(model: str, delta: dict, finish_reason=None, usage=None) -> bytes:
+    event = {"id": "chatcmpl-synthetic", "object": "chat.completion.chunk", "created": int(time.time()),
+             "model": model, "choices": [] if usage else
+             [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    if usage:
+        event["usage"] = usage
+    return _framed(event)
+
+
+def _usage(tokens: int) -> dict:
+    return {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
@@ -37,18 +58,36 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 continue
             request = json.loads(body or b"{}")
-            tokens = int(request.get("max_tokens") or 16)
+            tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 16)
+            chat = path.endswith("/chat/completions")
+            model = str(request.get("model") or "synthetic")
             if request.get("stream"):
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\n\r\n")
                 await asyncio.sleep(FIRST_S)
+                if chat:
+                    writer.write(_chat_chunk(model, {"role": "assistant", "content": ""}))
                 for i in range(tokens):
                     if i and TOKEN_S:
                         await asyncio.sleep(TOKEN_S)
-                    writer.write(_chunk(i))
+                    if chat:
+                        writer.write(_chat_chunk(model, {"content": f" t{i}"},
+                                                 "length" if i == tokens - 1 else None))
+                    else:
+                        writer.write(_chunk(i))
                     await writer.drain()
+                if chat and (request.get("stream_options") or {}).get("include_usage"):
+                    writer.write(_chat_chunk(model, {}, usage=_usage(tokens)))
                 done = b"data: [DONE]\n\n"
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+            elif chat:
+                answer = json.dumps({"id": "chatcmpl-synthetic", "object": "chat.completion",
+                                     "created": int(time.time()), "model": model,
+                                     "choices": [{"index": 0, "finish_reason": "length", "message": {
+                                         "role": "assistant", "content": " t" * tokens}}],
+                                     "usage": _usage(tokens)}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                             % (len(answer), answer))
             else:
                 answer = json.dumps({"id": "cmpl-synthetic", "object": "text_completion", "model": "synthetic",
                                      "choices": [{"index": 0, "text": " t" * tokens, "finish_reason": "length"}],
