@@ -17,6 +17,10 @@ glmadmin/asgi.py). When no check has completed for MONITORING_STALLED_AFTER_CHEC
   and a send this process could not finish is retried by it, or by the sweep once beat is back.
 - checks complete again: the banner clears and the incident resolves, told the same way.
 
+Each host checks its own disks (its alerts worker, its schedule "Check disk usage on <host>"), and each
+leaves its own mark too: the switch watches the stalest of the hosts with an enabled check schedule, so a
+host whose checks stopped is not hidden by another's going on, and the banner and incident name it.
+
 The interval is the check's beat schedule (editable in the admin), or what a check run not sent by beat
 says with its heartbeat; a disabled schedule is a stop on purpose and raises nothing. The switch arms
 with the first completed check: with no heartbeat at all (Redis emptied, a fresh install before its
@@ -24,6 +28,7 @@ first check) there is nothing to compare with. Times are Redis's clock, so hosts
 agree.
 """
 
+import json
 import logging
 import threading
 import time
@@ -58,6 +63,10 @@ def heartbeat_key() -> str:
     return rd.key("monitoring", "last_check")  # a hash: at (Redis clock, epoch seconds), host
 
 
+def hosts_key() -> str:
+    return rd.key("monitoring", "last_check_by_host")  # a hash: host -> at (Redis clock, epoch seconds)
+
+
 def record_check(every: float | None = None) -> None:
     """A check run completed: the heartbeat the switch watches.
 
@@ -69,6 +78,7 @@ def record_check(every: float | None = None) -> None:
     beat = {"at": seconds + micros / 1e6, "host": settings.GLMADMIN_HOST_NAME}
     pipe = client.pipeline()
     pipe.hset(heartbeat_key(), mapping=beat if every is None else {**beat, "every": every})
+    pipe.hset(hosts_key(), beat["host"], beat["at"])
     if every is None:
         pipe.hdel(heartbeat_key(), "every")
     pipe.execute()
@@ -107,33 +117,60 @@ class Watch:
 def watch() -> Watch:
     pipe = rd.client().pipeline(transaction=False)
     pipe.hgetall(heartbeat_key())
+    pipe.hgetall(hosts_key())
     pipe.time()
-    beat, (seconds, micros) = pipe.execute()
+    beat, by_host, (seconds, micros) = pipe.execute()
     last = float(beat["at"]) if beat.get("at") else None
+    host = beat.get("host", "")
+    if last is not None:
+        # Each host checks its own disks (in its own alerts worker): one host's checks going on must not hide
+        # another's stopping, so the switch watches the stalest of the hosts scheduled to check.
+        scheduled = {name: float(at) for name, at in by_host.items() if name in checking_hosts()}
+        if scheduled:
+            host, last = min(scheduled.items(), key=lambda item: item[1])
     interval = float(beat["every"]) if beat.get("every") else check_interval() if last is not None else None
-    return Watch(now=seconds + micros / 1e6, last_check=last, host=beat.get("host", ""), interval=interval)
+    return Watch(now=seconds + micros / 1e6, last_check=last, host=host, interval=interval)
 
 
-_interval = {"value": None, "read_at": None}
+_interval = {"value": None, "hosts": frozenset(), "read_at": None}
 
 
 def check_interval() -> float | None:
     """The shortest interval of the enabled disk-check schedules (None: not scheduled), cached briefly."""
+    return _schedules()["value"]
+
+
+def checking_hosts() -> frozenset[str]:
+    """The hosts with an enabled disk-check schedule of their own (a host retired by deleting or switching
+    off its schedule is not waited for)."""
+    return _schedules()["hosts"]
+
+
+def _schedules() -> dict:
     read_at = _interval["read_at"]
     if read_at is not None and time.monotonic() - read_at < INTERVAL_TTL_SECONDS:
-        return _interval["value"]
+        return _interval
     from django_celery_beat.models import PeriodicTask
 
-    rows = PeriodicTask.objects.filter(task=CHECK_TASK, enabled=True, interval__isnull=False).select_related(
-        "interval")
+    rows = list(PeriodicTask.objects.filter(task=CHECK_TASK, enabled=True, interval__isnull=False).select_related(
+        "interval"))
     value = min((row.interval.schedule.run_every.total_seconds() for row in rows), default=None)
-    _interval.update(value=value, read_at=time.monotonic())
-    return value
+    hosts = frozenset(filter(None, (_kwargs(row).get("host") for row in rows)))
+    _interval.update(value=value, hosts=hosts, read_at=time.monotonic())
+    return _interval
+
+
+def _kwargs(row) -> dict:
+    try:
+        kwargs = json.loads(row.kwargs or "{}")
+    except ValueError:
+        return {}
+    return kwargs if isinstance(kwargs, dict) else {}
 
 
 def forget_interval() -> None:
     """Read the schedule again at the next check (tests that change it)."""
-    _interval.update(value=None, read_at=None)
+    _interval.update(value=None, hosts=frozenset(), read_at=None)
 
 
 # --- the page: a banner on every page while stalled ---------------------------------------------

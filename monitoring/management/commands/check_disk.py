@@ -1,15 +1,18 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring.disk_check import check_all
 
 
 class Command(BaseCommand):
-    help = "Check every watched filesystem once, update incidents and print the result."
+    help = ("Check every watched filesystem of this host (GLMADMIN_HOST_NAME) once, update incidents and print "
+            "the result.")
 
     def handle(self, *args, **options):
         readings = check_all()
         if not readings:
-            raise CommandError("no filesystem is watched: add one in the admin under Watched filesystems")
+            raise CommandError(f"no filesystem of host {settings.GLMADMIN_HOST_NAME} is watched: add one in the "
+                               "admin under Watched filesystems")
         for r in readings:
             if r.error:
                 change = f"  ({r.transition.incident.level} incident {r.transition.kind})" if r.transition else ""

@@ -50,8 +50,10 @@ def test_check_disk_fails_on_unreadable_path(no_default_filesystems, tmp_path):
 
 
 @pytest.mark.django_db
-def test_check_disk_without_filesystems_says_what_to_do(no_default_filesystems):
-    with pytest.raises(CommandError, match="no filesystem is watched"):
+def test_check_disk_without_filesystems_says_what_to_do(no_default_filesystems, settings, tmp_path):
+    settings.GLMADMIN_HOST_NAME = "local"
+    WatchedFilesystem.objects.create(path=str(tmp_path), label="theirs", host="gpu2")  # not this host's to check
+    with pytest.raises(CommandError, match="no filesystem of host local is watched"):
         call_command("check_disk")
 
 
