@@ -63,12 +63,15 @@ def read_engine_gpus(engine: Engine) -> tuple[dict[int, GpuNow], str]:
         return {}, snapshot.status
     table = ProcessTable([EngineProcess(engine.pk, engine.pid, engine.process_started_at)] if engine.pid else [])
     gpus = {}
-    for gpu in snapshot.gpus:
-        if gpu.index not in engine.gpus:
-            continue
-        own = [p.used_bytes for p in gpu.processes if table.engine_of(p.pid) == engine.pk]
-        gpus[gpu.index] = GpuNow(gpu.index, gpu.memory_used, gpu.memory_total,
-                                 None if None in own else sum(own), bool(own))
+    try:
+        for gpu in snapshot.gpus:
+            if gpu.index not in engine.gpus:
+                continue
+            own = [p.used_bytes for p in gpu.processes if table.engine_of(p.pid) == engine.pk]
+            gpus[gpu.index] = GpuNow(gpu.index, gpu.memory_used, gpu.memory_total,
+                                     None if None in own else sum(own), bool(own))
+    except deadline.Stalled as exc:  # /proc of a process stuck in the kernel (a "check stalled" incident)
+        return {}, str(exc)
     missing = [i for i in engine.gpus if i not in gpus]
     if missing:
         return {}, f"GPU(s) {', '.join(map(str, missing))} not seen by NVML"
@@ -118,7 +121,7 @@ def memory_after_soft_restart(sender=None, engine: Engine = None, outcome=None, 
     if any(g.own is None or not g.seen for g in gpus.values()):
         return ("GPU memory after the soft restart not known: NVML shows no memory of the engine's processes, or "
                 "does not say how much")
-    return compare_with_baseline(engine, gpus, memory_baseline(settings.GLMADMIN_HOST_NAME, engine.pk))
+    return compare_with_baseline(engine, gpus, memory_baseline(engine.host, engine.pk))
 
 
 def compare_with_baseline(engine: Engine, gpus: dict[int, GpuNow], baseline: dict | None) -> str:
@@ -239,7 +242,14 @@ def begin(plan: dict) -> None:
 
 def run(plan: dict) -> str:
     """One run of the ladder's task: the next step, and the run after it queued with its countdown."""
-    following, delay = advance(plan)
+    try:
+        following, delay = advance(plan)
+    except Exception as exc:  # noqa: BLE001 - the incident says the ladder stopped, and why
+        log.exception("remedy for engine %s stopped", plan["engine"])
+        engine = Engine.objects.filter(pk=plan["engine"]).first()
+        if engine is not None:
+            _record(engine, plan, f"remedy stopped by an error: {type(exc).__name__}: {exc}"[:300])
+        return "remedy stopped by an error"
     if following is None:
         return "remedy over"
     jobs.enqueue("monitoring.tasks.remedy_engine", following, queue=host_queue(settings.GLMADMIN_HOST_NAME),
