@@ -32,7 +32,7 @@ def responder_engine(flags=("--enable-sleep-mode",), **fields):
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(RESPONDER), str(port), *flags], start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(base), 30, "the responder listening")
+    wait_for(lambda: _answers(base), 180, "the responder listening")  # a loaded machine starts Python slowly
     engine = Engine.objects.create(
         name="soft", port=port, model="/models/x", served_model_name="soft-model", **{"soft_restart": True, **fields},
         shutdown_timeout=10, state=S.READY, pid=proc.pid, process_started_at=psutil.Process(proc.pid).create_time(),

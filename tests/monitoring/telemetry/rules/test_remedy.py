@@ -64,6 +64,7 @@ class EngineGpu(fake_nvml.FakeNvml):
 @pytest.fixture
 def rules_now(db, settings):
     settings.REMEDY_SETTLE_SECONDS = 1  # the task's countdown; the test runs each step itself
+    settings.ENGINE_SOFT_RESTART_STEP_TIMEOUT = 30  # no step here hangs: room for a loaded machine
     # Raised on the first cycle. (The row of the migration is gone after an earlier test's flush: made again.)
     TelemetryRules.objects.update_or_create(pk=1, defaults={"gpu_memory_seconds": 0, "stuck_seconds": 0})
 
