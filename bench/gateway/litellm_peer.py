@@ -6,11 +6,14 @@ once, and runs it in front of the same upstream as glmadmin's gateway, configure
 production notes say (docs.litellm.ai/docs/proxy/prod, /docs/proxy/cli): no database (so no spend logs,
 no error logs written anywhere), no callbacks, logging at ERROR, the model cost map read locally
 instead of fetched at start, one worker process (the same as glmadmin's one uvicorn process), and a
-master key checked on every request (as glmadmin checks its API key).
+master key checked on every request (as glmadmin checks its API key). Its uvicorn runs on uvloop (LiteLLM
+asks for it) and on httptools, installed beside it at glmadmin's version: without it uvicorn falls back to
+h11 (pure Python), and the comparison would be of HTTP parsers, not of gateways.
 
     .venv/bin/python bench/gateway/litellm_peer.py      # install (or check) the pinned LiteLLM only
 """
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -27,22 +30,28 @@ VERSION = "1.108.7"
 MASTER_KEY = "sk-bench-litellm"
 
 
-def _installed() -> str | None:
+def _wanted() -> dict[str, str]:
+    return {"litellm": VERSION, "httptools": importlib.metadata.version("httptools")}
+
+
+def _installed() -> dict[str, str] | None:
     python = VENV / "bin" / "python"
     if not python.exists():
         return None
-    found = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+    found = subprocess.run([python, "-c", "import importlib.metadata as m, sys; "
+                            "print(*(m.version(name) for name in sys.argv[1:]))", *_wanted()],
                            capture_output=True, text=True)
-    return found.stdout.strip() if found.returncode == 0 else None
+    return dict(zip(_wanted(), found.stdout.split(), strict=True)) if found.returncode == 0 else None
 
 
 def ensure() -> Path:
-    """The litellm command of the scratch virtualenv, installing the pinned version first where needed."""
-    if _installed() != VERSION:
+    """The litellm command of the scratch virtualenv, installing the pinned versions first where needed."""
+    if _installed() != _wanted():
         print(f"installing LiteLLM {VERSION} into {VENV} (once; a few minutes)", flush=True)
         if not (VENV / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([VENV / "bin" / "pip", "install", "--quiet", f"litellm[proxy]=={VERSION}"], check=True)
+        subprocess.run([VENV / "bin" / "pip", "install", "--quiet", f"litellm[proxy]=={VERSION}",
+                        f"httptools=={_wanted()['httptools']}"], check=True)
     return VENV / "bin" / "litellm"
 
 
