@@ -1,12 +1,15 @@
 """Cleanup speed: a recorded cleanup run against `find ROOT -type f -mmin +N -delete`, on identical trees.
 
-Builds two identical trees of FILES files (nested directories, mixed ages
+Builds identical trees of FILES files (nested directories, mixed ages
 from 1 hour to 20 days, 1 KiB each) on the same disk, then times, in one run:
 (A) a dry run of the policy (scan and plan, recorded), (B) the real run
 (scan, plan, open-file check, remove, recorded) on one tree, and (F)
-`find ROOT -type f -mmin +10080 -delete` on the other, each timed phase on a
-settled disk (sync, then no I/O for 1 s), B and F taking turns to go first. Checks that both trees end with
-exactly the same files, and prints B / F. Goals: B / F <= 1.2, and the
+`find ROOT -type f -mmin +10080 -delete` on another, each timed phase on a
+settled disk (sync, then no I/O for 1 s), B and F taking turns to go first. Checks that the trees end with
+exactly the same files, and prints B / F. With --old CHECKOUT (a git worktree of an older commit), that
+checkout's A and B run too, on a third tree, taking turns with this one's and with find: old against new in
+one run, whatever the machine's load. Each glmadmin run is a child process of its checkout's code, timed
+inside from a settled disk. Goals: B / F <= 1.2, and the
 dry run at 300,000 files/s or more (with the mount-table and mount-id checks,
 the open-file check, and, before each unlink, the kernel asked about the file).
 
@@ -14,7 +17,7 @@ The kernel stamps every new file's ctime "now", and a run counts ctime as
 age, so the run's clock is set one minimum age (+1 h) ahead and its tree's
 mtimes by the same amount: each file has the same age for both contenders.
 
-    .venv/bin/python bench/cleanup/run.py [--files 200000] [--rounds 4] [--dir /var/tmp]
+    .venv/bin/python bench/cleanup/run.py [--files 200000] [--rounds 4] [--dir /var/tmp] [--old CHECKOUT]
 """
 
 import argparse
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.common import Scratch, median  # noqa: E402
+from bench.common import ROOT, Scratch, median  # noqa: E402
 
 MIN_AGE_H = 168
 SHIFT = (MIN_AGE_H + 1) * 3600
@@ -80,71 +83,127 @@ def settle(path: Path, quiet_s: float = 1.0, limit_s: float = 60.0) -> float:
     return time.monotonic() - started
 
 
-def timed(call, work: Path):
-    """(what call returns, seconds it took), from a settled disk."""
-    settle(work)
-    started = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - started
+def contender(args) -> None:
+    """In a child process: one run of the policy with the glmadmin code at args.code, timed from a settled disk.
 
+    Old and new code run alike, each in its own process (its modules imported before the clock starts).
+    """
+    code = Path(args.code).resolve()
+    sys.path.insert(0, str(code))
+    import django
 
-def one_round(work: Path, files: int, seed: int) -> dict:
+    django.setup()
+    from monitoring.cleanup import run as cleanup_run
     from monitoring.cleanup.run import run_policy
     from monitoring.models import CleanupPolicy, CleanupRun
 
+    assert Path(cleanup_run.__file__).is_relative_to(code), f"{cleanup_run.__file__} is not from {code}"
+
+    policy = CleanupPolicy.objects.get(name=args.policy)
+    settle(Path(policy.root).parent)
+    started = time.perf_counter()
+    run = run_policy(policy, trigger=CleanupRun.Trigger.COMMAND, dry_run=args.dry_run, now=time.time() + SHIFT)
+    took = time.perf_counter() - started
+    print(f"RESULT {took:.6f} {run.files_removed} {run.status}", flush=True)
+
+
+def run_code(code: str, policy: str, dry_run: bool) -> tuple[int, float]:
+    """(files removed, seconds) of one run of the glmadmin checkout code, in a child process."""
+    command = [sys.executable, __file__, "--contender", "--code", code, "--policy", policy]
+    # In the checkout: Celery's Django fixup puts the working directory first on sys.path.
+    done = subprocess.run(command + (["--dry-run"] if dry_run else []), cwd=code, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{code} failed: {done.stderr[-3000:]}")
+    _, took, removed, status = done.stdout.strip().splitlines()[-1].split()
+    return int(removed), float(took)
+
+
+def one_round(work: Path, files: int, seed: int, codes: dict[str, str]) -> dict:
+    from monitoring.models import CleanupPolicy
+
     file_ages = ages(files, seed)
-    ours, theirs = work / "ours", work / "theirs"
     now = time.time()
-    build(ours, file_ages, now + SHIFT)
-    build(theirs, file_ages, now)
+    trees = {name: work / name for name in [*codes, "find"]}
+    for name, tree in trees.items():
+        build(tree, file_ages, now if name == "find" else now + SHIFT)
     expected = sum(1 for a in file_ages if a > MIN_AGE_H * 3600)
     subprocess.run(["sync"], check=True)
-    # Same cache state for both: one stat walk of each tree first.
-    subprocess.run(["find", str(ours), "-type", "f", "-mmin", "+0"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["find", str(theirs), "-type", "f", "-mmin", "+0"], check=True, stdout=subprocess.DEVNULL)
+    # Same cache state for all: one stat walk of each tree first.
+    for tree in trees.values():
+        subprocess.run(["find", str(tree), "-type", "f", "-mmin", "+0"], check=True, stdout=subprocess.DEVNULL)
+    for name in codes:
+        CleanupPolicy.objects.filter(name=f"bench-{name}").delete()
+        CleanupPolicy.objects.create(name=f"bench-{name}", root=str(trees[name]), max_size="0",
+                                     min_age_hours=MIN_AGE_H)
 
-    CleanupPolicy.objects.filter(name="bench").delete()
-    policy = CleanupPolicy.objects.create(name="bench", root=str(ours), max_size="0", min_age_hours=MIN_AGE_H)
-
-    dry, t_dry = timed(lambda: run_policy(policy, trigger=CleanupRun.Trigger.COMMAND, dry_run=True,
-                                          now=time.time() + SHIFT), work)
-    find = ["find", str(theirs), "-type", "f", "-mmin", f"+{MIN_AGE_H * 60}", "-delete"]
-    contenders = {"find": lambda: subprocess.run(find, check=True),
-                  "real": lambda: run_policy(policy, trigger=CleanupRun.Trigger.COMMAND, now=time.time() + SHIFT)}
-    # Each goes first in every other round (use an even number of rounds), and each starts on a settled disk.
-    order = ["find", "real"] if seed % 2 == 0 else ["real", "find"]
-    results = {name: timed(contenders[name], work) for name in order}
-    (real, t_real), t_find = results["real"], results["find"][1]
-
-    assert dry.files_removed == real.files_removed == expected, (dry.files_removed, real.files_removed, expected)
-    assert survivors(ours) == survivors(theirs), "the two trees differ after cleanup"
-    for tree in (ours, theirs):
+    # Every contender goes first as often as the others (rounds a multiple of their number); each phase starts
+    # on a settled disk.
+    names = [*codes, "find"]
+    order = names[seed % len(names):] + names[:seed % len(names)]
+    result = {"removed": expected, "first": order[0]}
+    for name in [n for n in order if n != "find"]:
+        removed, result[f"dry {name}"] = run_code(codes[name], f"bench-{name}", dry_run=True)
+        assert removed == expected, (name, removed, expected)
+    find = ["find", str(trees["find"]), "-type", "f", "-mmin", f"+{MIN_AGE_H * 60}", "-delete"]
+    for name in order:
+        if name == "find":
+            settle(work)
+            started = time.perf_counter()
+            subprocess.run(find, check=True)
+            result["find"] = time.perf_counter() - started
+        else:
+            removed, result[name] = run_code(codes[name], f"bench-{name}", dry_run=False)
+            assert removed == expected, (name, removed, expected)
+    left = survivors(trees["find"])
+    assert all(survivors(tree) == left for tree in trees.values()), "the trees differ after cleanup"
+    for tree in trees.values():
         shutil.rmtree(tree)
-    return {"removed": expected, "dry": t_dry, "real": t_real, "find": t_find, "first": order[0]}
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=4, help="even: find and the real run go first equally often")
-    parser.add_argument("--dir", default="/var/tmp", help="where the trees go (same disk for both)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="a multiple of the contenders' number: each goes first equally often")
+    parser.add_argument("--dir", default="/var/tmp", help="where the trees go (same disk for all)")
+    parser.add_argument("--old", help="another checkout of glmadmin (a git worktree of an older commit): its "
+                                      "dry and real runs alternate with this one's, on a third identical tree")
+    parser.add_argument("--contender", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--code", help=argparse.SUPPRESS)
+    parser.add_argument("--policy", help=argparse.SUPPRESS)
+    parser.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.contender:
+        return contender(args)
+    codes = {"new": str(ROOT)} | ({"old": str(Path(args.old).resolve())} if args.old else {})
     scratch = Scratch("bench-cleanup")
     work = Path(tempfile.mkdtemp(prefix="cleanup-trees-", dir=args.dir))
     try:
         results = []
         for n in range(args.rounds):
-            r = one_round(work, args.files, seed=n)
+            r = one_round(work, args.files, n, codes)
             results.append(r)
-            print(f"round {n + 1}: {args.files} files, {r['removed']} removed | dry run {r['dry']:.2f} s | "
-                  f"real run {r['real']:.2f} s | find -delete {r['find']:.2f} s | "
-                  f"real/find {r['real'] / r['find']:.2f} ({r['first']} first)", flush=True)
-        dry, real, found = (median([r[k] for r in results]) for k in ("dry", "real", "find"))
-        paired = median([r["real"] / r["find"] for r in results])
-        print(f"median over {args.rounds}: dry run {dry:.2f} s ({args.files / dry:,.0f} files/s) | real run "
-              f"{real:.2f} s | find -delete {found:.2f} s ({args.files / found:,.0f} files/s) | "
-              f"real/find {paired:.2f} (median of the rounds' ratios) "
-              f"(goals: real/find <= 1.2, dry run >= 300,000 files/s)")
+            line = [f"round {n + 1}: {args.files} files, {r['removed']} removed"]
+            line += [f"dry run {name} {r[f'dry {name}']:.2f} s" for name in codes]
+            line += [f"real run {name} {r[name]:.2f} s" for name in codes] + [f"find -delete {r['find']:.2f} s"]
+            line += [f"{name}/find {r[name] / r['find']:.2f}" for name in codes]
+            if "old" in codes:
+                line.append(f"new/old real {r['new'] / r['old']:.2f} dry {r['dry new'] / r['dry old']:.2f}")
+            print(" | ".join(line) + f" ({r['first']} first)", flush=True)
+        print(f"median over {args.rounds} rounds ({len(codes)} code contenders and find, taking turns first):")
+        for name in codes:
+            dry = median([r[f"dry {name}"] for r in results])
+            real = median([r[name] for r in results])
+            paired = median([r[name] / r["find"] for r in results])
+            print(f"  {name}: dry run {dry:.2f} s ({args.files / dry:,.0f} files/s) | real run {real:.2f} s | "
+                  f"real/find {paired:.2f} (median of the rounds' ratios)")
+        found = median([r["find"] for r in results])
+        print(f"  find -delete {found:.2f} s ({results[0]['removed'] / found:,.0f} files removed/s)")
+        if "old" in codes:
+            print(f"  new/old: real run {median([r['new'] / r['old'] for r in results]):.2f}, dry run "
+                  f"{median([r['dry new'] / r['dry old'] for r in results]):.2f} (medians of the rounds' ratios)")
+        print("  goals: real/find <= 1.2, dry run >= 300,000 files/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         scratch.close()

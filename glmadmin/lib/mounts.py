@@ -5,19 +5,37 @@ directory: both carry the disk's device number. The kernel's table
 (/proc/self/mountinfo) lists every mount point, bind mounts and mounts of
 single files included, with the directory of the source filesystem that each
 one shows. /proc/self/fdinfo/FD gives the mount id of an open descriptor, so a
-walk can also notice a mount made after it read the table. (psutil reads
+walk can also notice a mount made after it read the table; statx() gives the
+same id in one system call (Linux 5.8+), and is asked first. (psutil reads
 /proc/self/mounts, which has neither mount ids nor a bind mount's source.)
 
 Paths are returned as os.fsdecode() gives them (undecodable bytes kept as
 surrogate escapes), the same form os.listdir gives names in.
 """
 
+import ctypes
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 MOUNTINFO = "/proc/self/mountinfo"
 _ESCAPED = re.compile(rb"\\([0-7]{3})")  # the kernel writes space, tab, newline and backslash as \ooo
+# statx(2): struct statx is 256 bytes, stx_mask (u32) at 0, stx_mnt_id (u64) at 144.
+AT_EMPTY_PATH, STATX_MNT_ID = 0x1000, 0x1000
+
+
+def _load_statx():
+    try:
+        call = ctypes.CDLL(None, use_errno=True).statx  # glibc 2.28+, musl 1.2.5+
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+    call.restype = ctypes.c_int
+    return call
+
+
+_statx = _load_statx()
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,16 @@ def below(root: str) -> dict[str, dict[str, Mount]]:
 
 def mount_id(fd: int) -> int:
     """The id of the mount the open descriptor fd lies on (the ids of the table)."""
-    # Read with os.open/os.read, not open(): a walk asks this once per directory, and the file is a few lines.
+    # A walk asks this once per directory: statx is one system call, fdinfo an open, a read and a close of a
+    # /proc file (15 us against 2 here). fdinfo stays for kernels, libcs and sandboxes without statx.
+    if _statx is not None:
+        buf = ctypes.create_string_buffer(256)
+        if _statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID, buf) == 0 and struct.unpack_from("=I", buf)[0] & STATX_MNT_ID:
+            return struct.unpack_from("=Q", buf, 144)[0]
+    return _fdinfo_mount_id(fd)
+
+
+def _fdinfo_mount_id(fd: int) -> int:
     info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     try:
         text = os.read(info, 4096)

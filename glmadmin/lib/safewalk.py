@@ -27,8 +27,11 @@ directories, which is the owner's, not an attacker's.
 import math
 import os
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import NamedTuple
 
 from . import mounts, openfiles
@@ -38,6 +41,9 @@ _S_IFMT, _S_IFREG = 0o170000, stat.S_IFREG
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A file is opened only to ask about it: never through a symlink, never waiting for another's lease.
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# Removal runs in this many threads once a run has enough files (PARALLEL_FROM): unlinks wait on the disk's
+# journal, and with the GIL released there the other thread checks and removes in another directory.
+THREADS, PARALLEL_FROM = 2, 2000
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
@@ -304,41 +310,115 @@ class Remover:
             self._stack.append((index, fd))
         return self._stack[-1][1]
 
-    def unlink(self, dir_index: int, name: str, ino: int, not_after: float) -> str | None:
-        """Remove one file; returns why it was kept instead (a Held reason), or None once it is gone.
+    def remove_dir(self, dir_index: int, files: list[tuple], not_after: float
+                   ) -> tuple[list[tuple], dict[str, int], list[tuple[tuple, OSError]]]:
+        """Remove files (scan tuples: dir index, name, ino, ...) of the one directory dir_index.
 
-        Raises OSError when the directory or the unlink fails (the caller records it).
+        Returns (removed, {Held reason: count}, [(file, OSError)]); a file already gone counts nowhere. Each
+        file goes through the same steps as ever: stat before opening (a name swapped for a device or FIFO
+        is never opened), open (O_NOFOLLOW|O_NONBLOCK), the same old regular file, the kernel's lease, close,
+        unlink. They run in one flat loop here because for a 100,000-file run the method calls per file
+        cost more than any one of those system calls.
         """
-        fd = self.dir_fd(dir_index)
-        # Stat before opening: a name swapped for a device or FIFO is never opened.
-        if not _same_file(os.stat(name, dir_fd=fd, follow_symlinks=False), ino, not_after):
-            return Held.CHANGED
-        held = self._held(fd, name, ino, not_after)
-        if held:
-            return held
-        if self.hook:
-            self.hook(self.scan.relpath(dir_index, name))
-        os.unlink(name, dir_fd=fd)
-        return None
-
-    def _held(self, dir_fd: int, name: str, ino: int, not_after: float) -> str | None:
-        """Why the kernel says the file must stay after all, or None."""
+        removed, held, failed = [], {}, []
         try:
-            fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
-        except BlockingIOError:
-            return Held.OPEN  # another process holds a lease on it: in use
-        except PermissionError:
-            return None if self.all_seen else Held.UNKNOWN  # not readable by us: the kernel cannot be asked
+            fd = self.dir_fd(dir_index)
+        except OSError as exc:
+            return removed, held, [(f, exc) for f in files]
+        hook, all_seen, relpath = self.hook, self.all_seen, self.scan.relpath
+        lstat, fstat, open_, close, unlink, unused = os.lstat, os.fstat, os.open, os.close, os.unlink, openfiles.unused
+        for f in files:
+            name, ino = f[1], f[2]
+            try:
+                st = lstat(name, dir_fd=fd)
+                if (st.st_mode & _S_IFMT != _S_IFREG or st.st_ino != ino or st.st_mtime > not_after
+                        or st.st_ctime > not_after):
+                    why = Held.CHANGED
+                else:
+                    why = None
+                    try:
+                        file_fd = open_(name, FILE_FLAGS, dir_fd=fd)
+                    except BlockingIOError:
+                        why = Held.OPEN  # another process holds a lease on it: in use
+                    except PermissionError:  # not readable by us: the kernel cannot be asked
+                        if not all_seen:
+                            why = Held.UNKNOWN
+                    else:
+                        try:
+                            st = fstat(file_fd)
+                            if (st.st_mode & _S_IFMT != _S_IFREG or st.st_ino != ino or st.st_mtime > not_after
+                                    or st.st_ctime > not_after):
+                                why = Held.CHANGED
+                            else:
+                                free = unused(file_fd)
+                                if free is False:
+                                    why = Held.OPEN
+                                elif free is None and not all_seen:
+                                    why = Held.UNKNOWN
+                        finally:
+                            # Before the unlink: an open file's unlink costs ext4 two more journal updates.
+                            close(file_fd)
+                if why:
+                    held[why] = held.get(why, 0) + 1
+                    continue
+                if hook:
+                    hook(relpath(dir_index, name))
+                unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue  # gone already: someone else cleaned it
+            except OSError as exc:
+                failed.append((f, exc))
+                continue
+            removed.append(f)
+        return removed, held, failed
+
+
+def remove_all(scan_result: Scan, files: list[tuple], not_after: float, *, hook: Callable[[str], None] | None = None,
+               all_seen: bool = True, threads: int | None = None
+               ) -> tuple[list[tuple], dict[str, int], list[tuple[tuple, OSError]]]:
+    """Remove files (scan tuples), directory by directory; returns what Remover.remove_dir returns, for all.
+
+    With many files, THREADS threads take the directories in turns, each with its own Remover (its own
+    descriptors, opened from the root and checked like any): every file still goes through every step of
+    remove_dir, only two directories are worked on at once. A directory is never shared between threads.
+    """
+    # A stable sort: the scan's order is already directory by directory, an oldest-first order is not.
+    groups = [(index, list(group)) for index, group in groupby(sorted(files, key=itemgetter(0)), key=itemgetter(0))]
+    if threads is None:
+        threads = THREADS if len(files) >= PARALLEL_FROM else 1
+    threads = max(1, min(threads, len(groups)))
+    results: list[tuple] = []
+    todo = iter(groups)  # shared: a list iterator hands each directory to exactly one thread
+
+    def work() -> None:
+        removed, held, failed = [], {}, []
         try:
-            if not _same_file(os.fstat(fd), ino, not_after):
-                return Held.CHANGED
-            unused = openfiles.unused(fd)
-        finally:
-            os.close(fd)  # before the unlink: an open file's unlink costs ext4 two more journal updates
-        if unused is False:
-            return Held.OPEN
-        return Held.UNKNOWN if unused is None and not self.all_seen else None
+            with Remover(scan_result, hook=hook, all_seen=all_seen) as remover:
+                for index, group in todo:
+                    gone, kept, bad = remover.remove_dir(index, group, not_after)
+                    removed += gone
+                    failed += bad
+                    for why, count in kept.items():
+                        held[why] = held.get(why, 0) + count
+        except BaseException as exc:  # re-raised in the caller's thread
+            results.append(exc)
+            return
+        results.append((removed, held, failed))
 
-
-def _same_file(st: os.stat_result, ino: int, not_after: float) -> bool:
-    return stat.S_ISREG(st.st_mode) and st.st_ino == ino and max(st.st_mtime, st.st_ctime) <= not_after
+    if threads == 1:
+        work()
+    else:
+        workers = [threading.Thread(target=work, name=f"cleanup-remove-{n}") for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    removed, held, failed = [], {}, []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        removed += result[0]
+        failed += result[2]
+        for why, count in result[1].items():
+            held[why] = held.get(why, 0) + count
+    return removed, held, failed

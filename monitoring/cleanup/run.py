@@ -145,23 +145,12 @@ def oldest(files: list[tuple], n: int) -> list[tuple]:
 def _remove(decided: Plan, hook, kept: dict, errors: list) -> list[tuple]:
     """Unlink the chosen files; returns those removed."""
     scan = decided.scan
-    gone = set()
-    # Directory by directory, so each directory is opened once rather than once per file.
-    by_directory = sorted(enumerate(decided.chosen), key=lambda pair: pair[1][0])
-    with safewalk.Remover(scan, hook=hook, all_seen=not decided.unreadable) as remover:
-        for i, f in by_directory:
-            try:
-                why = remover.unlink(f[0], f[1], f[2], not_after=decided.cutoff)
-            except FileNotFoundError:
-                continue  # gone already: someone else cleaned it
-            except OSError as exc:
-                errors.append([shown(scan.relpath(f[0], f[1])), shown(exc.strerror or str(exc))])
-                continue
-            if why:
-                kept[why] = kept.get(why, 0) + 1
-            else:
-                gone.add(i)
-    return [f for i, f in enumerate(decided.chosen) if i in gone]
+    removed, held, failed = safewalk.remove_all(scan, decided.chosen, decided.cutoff, hook=hook,
+                                                all_seen=not decided.unreadable)
+    for why, count in held.items():
+        kept[why] = kept.get(why, 0) + count
+    errors += ([shown(scan.relpath(f[0], f[1])), shown(exc.strerror or str(exc))] for f, exc in failed)
+    return removed
 
 
 def _unreadable_notes(decided: Plan, dry_run: bool) -> list[list[str]]:
