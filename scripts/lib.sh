@@ -83,14 +83,26 @@ EOF_CONF
     [ -n "$command" ] || { echo "error: no process $name in the Procfile" >&2; return 1; }
     priority=20
     [ "$name" = redis ] && priority=10  # first up, last down
-    # supervisord expands %(...)s in commands: a literal % (celery's -n worker@%h) is written %%.
-    cat >> "$conf" <<EOF_CONF
+    supervisor_program "$conf" "$name" "$priority" true "$command"
+  done
+}
+
+# Append one program to a supervisord config: restarted when it dies (autorestart true), or run once (false).
+# Usage: supervisor_program FILE NAME PRIORITY AUTORESTART COMMAND
+supervisor_program() {
+  local conf=$1 name=$2 priority=$3 autorestart=$4 command=$5 startsecs=2
+  [ "$autorestart" = true ] || startsecs=0  # a one-shot program that ends at once has still succeeded
+  # supervisord expands %(...)s in commands: a literal % (celery's -n worker@%h) is written %%.
+  # Each line is prefixed with the process's name (supervisord cannot) by a sed that the process writes
+  # into; the process is still exec'd (supervisord's pid, exit status and signals are its own). The sed
+  # ignores the stop signal so the process's last lines still come out; it ends at their end.
+  cat >> "$conf" <<EOF_CONF
 
 [program:$name]
-command=bash -c 'exec ${command//%/%%}'
+command=bash -c 'exec ${command//%/%%} > >(trap "" TERM; exec sed -u "s/^/$(printf '%-6s' "$name") | /") 2>&1'
 priority=$priority
-autorestart=true
-startsecs=2
+autorestart=$autorestart
+startsecs=$startsecs
 startretries=100
 stopasgroup=true
 killasgroup=true
@@ -99,5 +111,4 @@ stdout_logfile=/dev/stdout
 stdout_logfile_maxbytes=0
 redirect_stderr=true
 EOF_CONF
-  done
 }

@@ -48,8 +48,15 @@ def last_disk_check(database) -> datetime | None:
 @pytest.fixture
 def stack(tmp_path):
     data_dir, port = tmp_path / "data", free_port()
+    # The demo engine is defined as on a first run, from a cached model that is a stand-in (the real one is
+    # tests/inference/chat/test_meaning.py's), and never runs here: its runtime is /bin/false.
+    cached = tmp_path / "cache" / "glmadmin" / "models" / "SmolLM2-135M-Instruct"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text("{}")
+    (cached / "DEMO_MODEL.json").write_text('{"what": "a stand-in"}')
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(GLMADMIN_DATA_DIR=str(data_dir), GLMADMIN_PORT=str(port), GLMADMIN_DEMO_ENGINE="off",
+    env.update(GLMADMIN_DATA_DIR=str(data_dir), GLMADMIN_PORT=str(port), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               GLMADMIN_ENGINE_PYTHON="/bin/false",
                GLMADMIN_ADMIN_PASSWORD="pw-embedded-run-1", GLMADMIN_REDIS_PREFIX="embedded")
     log = tmp_path / "run.log"
     with process_group(["scripts/run"], log, env) as run:
@@ -74,6 +81,15 @@ def test_a_killed_redis_is_restarted_and_the_rest_keeps_running(stack):
         return found if set(found) >= SUPERVISED | {"redis"} else None
 
     before = wait_for(all_running, 60, "every process of the stack", pace=0.2)
+    log = data_dir.parent / "run.log"
+    # Every process's lines say whose they are (and they all have written some by now or soon).
+    wait_for(lambda: all(f"\n{role:<6} | " in log.read_text() for role in SUPERVISED | {"redis"}), 120,
+             "a line of each process, prefixed with its name", pace=0.2)
+    wait_for(lambda: "demo engine 'demo' defined" in log.read_text(), 120, "the demo engine", pace=0.2)
+    output = log.read_text()
+    # Defined once the private Redis runs: its route is written there, not lost with a warning.
+    assert "not written to Redis" not in output, output
+    assert "GLMADMIN_PORT sets the port" in output
     database = data_dir / "glmadmin.sqlite3"
     wait_for(lambda: last_disk_check(database), 60, "a first disk check", pace=0.2)
 
