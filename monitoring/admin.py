@@ -8,10 +8,18 @@ from .cleanup.logs import write_config as write_log_config
 from .models import CleanupPolicy, CleanupRun, LogPolicy, TelemetrySettings, WatchedFilesystem
 
 
+def percent(value: float | None, digits: int = 1) -> str | None:
+    """A reading as people read it (32.574274765122794 -> "32.6 %", 85.0 -> "85 %"); None stays the admin's
+    empty value."""
+    if value is None:
+        return None
+    return f"{round(value, digits):g} %"
+
+
 @admin.register(WatchedFilesystem)
 class WatchedFilesystemAdmin(admin.ModelAdmin):
-    list_display = ("label", "path", "host", "enabled", "yellow_percent", "orange_percent", "red_percent",
-                    "clear_margin", "last_percent", "last_checked_at")
+    list_display = ("label", "path", "host", "enabled", "yellow_at", "orange_at", "red_at", "clears_below_by",
+                    "used", "last_checked_at")
     list_filter = ("enabled", "host")
     readonly_fields = ("last_percent", "last_checked_at", "last_error")
     fieldsets = (
@@ -26,6 +34,26 @@ class WatchedFilesystemAdmin(admin.ModelAdmin):
         }),
         ("Last check", {"fields": ("last_percent", "last_checked_at", "last_error")}),
     )
+
+    @admin.display(description="yellow at", ordering="yellow_percent")
+    def yellow_at(self, fs):
+        return percent(fs.yellow_percent, 2)
+
+    @admin.display(description="orange at", ordering="orange_percent")
+    def orange_at(self, fs):
+        return percent(fs.orange_percent, 2)
+
+    @admin.display(description="red at", ordering="red_percent")
+    def red_at(self, fs):
+        return percent(fs.red_percent, 2)
+
+    @admin.display(description="clear margin", ordering="clear_margin")
+    def clears_below_by(self, fs):
+        return f"{round(fs.clear_margin, 2):g} points"
+
+    @admin.display(description="used", ordering="last_percent")
+    def used(self, fs):
+        return percent(fs.last_percent)
 
 
 # --- cleanup ------------------------------------------------------------------
