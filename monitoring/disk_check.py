@@ -96,7 +96,7 @@ def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: d
     fs.last_percent = usage.percent
     open_incident = Incident.objects.open().filter(source=fs.source).first()
     decision = disk_pending.decide(fs, usage.percent, open_incident.level if open_incident else None, now)
-    message = _message(decision.level, usage.percent, fs.path)
+    message = _message(decision.level, usage.percent, fs.path, fs.thresholds().get(decision.level))
     if decision.held_seconds:
         message += f" for {decision.held_seconds:.0f} s"
     transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
@@ -170,11 +170,13 @@ def _after_check(changed: bool) -> None:
     live.publish(force=changed)
 
 
-def _message(level: str | None, percent: float, path: str) -> str:
+def _message(level: str | None, percent: float, path: str, threshold: float | None = None) -> str:
+    # The threshold crossed, so a reader of the alert knows which setting (and what value of it) fired.
+    crossed = f" ({level} threshold: {threshold:g} %)" if level and threshold is not None else ""
     if level == Level.RED:
-        return f"new requests are paused: disk at {percent:.1f} % on {path}"
+        return f"new requests are paused: disk at {percent:.1f} %{crossed} on {path}"
     if level:
-        return f"disk at {percent:.1f} % on {path}"
+        return f"disk at {percent:.1f} %{crossed} on {path}"
     return f"disk back to {percent:.1f} % on {path}"
 
 
