@@ -39,6 +39,9 @@ QUIET = 1
 # shared memory), so a restart does not pay for that wait; TERMINATE_GRACE bounds it anyway.
 SETTLE = 0.5
 TERMINATE_GRACE = 5
+# One engine's step is single-flight across workers; a worker killed mid-step holds it until it expires, so it
+# must outlast the longest step (a drain waits at most the engine's shutdown_timeout).
+STEP_LOCK_SECONDS = 120
 VLLM_MARKER = "vllm.entrypoints.openai.api_server"
 
 
@@ -49,7 +52,7 @@ def reconcile_host(host: str | None = None) -> None:
 
 def reconcile(engine_id: int) -> bool:
     """One step for one engine; False if another caller holds it right now."""
-    with single_flight(f"engine:{engine_id}", ttl_seconds=120) as acquired:
+    with single_flight(f"engine:{engine_id}", ttl_seconds=STEP_LOCK_SECONDS) as acquired:
         if not acquired:
             return False
         engine = Engine.objects.filter(pk=engine_id).first()
