@@ -31,19 +31,29 @@ def long_answers(settings):
     settings.CHAT_MAX_TOKENS = settings.GATEWAY_MAX_TOKENS = LONG["max_tokens"]
 
 
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory):
+def make_demo_model(tmp_path_factory):
     require_runtime()
     return demo.make_model(tmp_path_factory.mktemp("models") / "demo", endless=True)
+
+
+def kill_engine() -> None:
+    for proc in engine_processes(PORT):
+        segments = processes.shared_memory(proc.pid)
+        processes.kill_group(proc.pid)
+        processes.remove_shared_memory(segments)
+
+
+# Module-scoped, for a module outside tests/inference/chat (whose conftest shares one engine among its
+# modules): import these two with `engine`.
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    return make_demo_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def no_engine_left_behind():
     yield
-    for proc in engine_processes(PORT):
-        segments = processes.shared_memory(proc.pid)
-        processes.kill_group(proc.pid)
-        processes.remove_shared_memory(segments)
+    kill_engine()
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from tests.support.processes import manage, wait_for
 
 pytestmark = [pytest.mark.browser]
 PASSWORD = "pw-chat-browser-1234"
-demo_model, engine = chat_support.demo_model, chat_support.engine
-no_engine_left_behind = chat_support.no_engine_left_behind
+engine = chat_support.engine  # the package's one engine (conftest.py), adopted by this test's row
 
 # Counts changes to the streaming answer's text while it is still streaming: tokens, not one final blob.
 COUNT_MUTATIONS = """() => {

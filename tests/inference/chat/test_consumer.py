@@ -19,9 +19,8 @@ from monitoring.disk_check import simulate
 from tests.support import chat as chat_support
 from tests.support.chat import LONG, MODEL, generated, nothing_held, running
 
-# The real engine, as fixtures of this module (started once, adopted by each test's row).
-demo_model, engine = chat_support.demo_model, chat_support.engine
-no_engine_left_behind, long_answers = chat_support.no_engine_left_behind, chat_support.long_answers
+# The real engine: the package's one (conftest.py), adopted by each test's row.
+engine, long_answers = chat_support.engine, chat_support.long_answers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://localhost")

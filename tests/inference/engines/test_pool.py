@@ -84,34 +84,28 @@ def test_engine_status_table(ready):
     assert row.split()[:5] == ["pool-a", "local", "ready", str(engine.pid), str(PORT)]
 
 
-def test_restart_engine_command_end_to_end(ready):
+def test_restart_engine_command_end_to_end_and_soft_falls_back_on_the_cpu_build(ready):
+    """One restart for both (an engine start is this module's costliest step): `--soft` on vLLM's CPU build is
+    the full restart (drain, stop, start) with the reason said first."""
     engine = ready
+    Engine.objects.filter(pk=engine.pk).update(soft_restart=True)
     engine.refresh_from_db()
     old_pid = engine.pid
     old_segments = processes.shared_memory(old_pid)
     assert old_segments  # vLLM's message queues
-    result = manage("restart_engine", "pool-a", "--timeout", str(STARTUP))
+    result = manage("restart_engine", "pool-a", "--soft", "--timeout", str(STARTUP))
     lines = result.stdout.splitlines()
-    states = [line.split(": ")[1].split()[0] for line in lines if "pool-a: " in line]
+    assert lines[0] == ("pool-a: soft restart not possible: this host's engine runtime has no sleep mode (vLLM's "
+                        "CPU build; sleep mode needs CUDA); full restart"), result.stdout
+    states = [line.split(": ")[1].split()[0] for line in lines[1:] if "pool-a: " in line]
     assert states == ["draining", "stopped", "starting", "ready"], result.stdout
     assert lines[-1] == "ready: pool-a"
     engine.refresh_from_db()
-    assert engine.pid != old_pid and engine.restarts >= 1
+    assert engine.state == S.READY and engine.pid != old_pid and engine.restarts >= 1
+    assert engine.soft_restarts == 0
     assert processes.group_members(old_pid) == []  # nothing of the old engine is left
     assert [p.pid for p in engine_processes(PORT)] == [engine.pid]
     assert [path for path in old_segments if os.path.exists(path)] == []
-
-
-def test_a_soft_restart_on_the_cpu_build_is_a_full_restart_with_the_reason(ready):
-    engine = ready
-    Engine.objects.filter(pk=engine.pk).update(soft_restart=True)
-    old_pid = engine.pid
-    result = manage("restart_engine", "pool-a", "--soft", "--timeout", str(STARTUP))
-    assert ("pool-a: soft restart not possible: this host's engine runtime has no sleep mode (vLLM's CPU build; "
-            "sleep mode needs CUDA); full restart") in result.stdout, result.stdout
-    assert result.stdout.splitlines()[-1] == "ready: pool-a"
-    engine.refresh_from_db()
-    assert engine.state == S.READY and engine.pid != old_pid and engine.soft_restarts == 0
     # Started without the flag vLLM's CPU build refuses, although soft restarts are allowed for it.
     assert "--enable-sleep-mode" not in psutil.Process(engine.pid).cmdline()
 
