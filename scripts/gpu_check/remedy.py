@@ -279,6 +279,10 @@ def main():
         else:
             check(baseline is None, "no baseline without GPUs (CPU dry run)")
 
+        # Issue 19's memory diagnosis against the live engine, before the condition is staged: every line ok.
+        print(f"{stamp(t0)} == diagnose (issue 19)", flush=True)
+        check(run_command(scratch, t0, "diagnose", ENGINE) == 0, "manage.py diagnose exits 0 on the healthy engine")
+
         # 2. The condition made true on the real reading.
         print(f"{stamp(t0)} == 2. the condition: the row reserves {args.lowered:g} of each GPU while the process "
               f"holds what it took at {fields.get('gpu_memory_utilization', 'the default')}", flush=True)
