@@ -83,7 +83,7 @@ def start(upstream_port: int, port: int, model: str) -> tuple[subprocess.Popen, 
     workdir = Path(tempfile.mkdtemp(prefix="litellm-bench-"))
     (workdir / "config.yaml").write_text(config(upstream_port, model))
     env = {name: value for name, value in os.environ.items()
-           if name not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+           if name not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
     env.update(LITELLM_LOG="ERROR", LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MODE="PRODUCTION",
                NO_DOCS="True", DISABLE_ADMIN_UI="True")
     proc = subprocess.Popen([litellm, "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",

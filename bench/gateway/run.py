@@ -371,12 +371,14 @@ class OldGateway:
     Redis (the Redis layout changes between versions), its own uvicorn process on the same flags."""
 
     def __init__(self, rev, upstream_port, model, flags):
-        self.tree = Path(tempfile.mkdtemp(prefix="gateway-old-"))
-        subprocess.run(f"git -C {ROOT} archive {rev} | tar -x -C {self.tree}", shell=True, check=True)
-        self.commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True,
-                                     capture_output=True, text=True).stdout.strip()
-        data = self.tree / "data"
-        data.mkdir()
+        if Path(rev).is_dir():  # a tree extracted beforehand (a machine without this repository's history)
+            self.tree, self.commit = Path(rev).resolve(), Path(rev).name
+        else:
+            self.tree = Path(tempfile.mkdtemp(prefix="gateway-old-"))
+            subprocess.run(f"git -C {ROOT} archive {rev} | tar -x -C {self.tree}", shell=True, check=True)
+            self.commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True,
+                                         capture_output=True, text=True).stdout.strip()
+        data = Path(tempfile.mkdtemp(prefix="gateway-old-data-"))
         self.env = dict(os.environ, GLMADMIN_DATA_DIR=str(data), REDIS_URL=f"unix://{data}/redis.sock")
         self.redis = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", f"{data}/redis.sock",
                                        "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
@@ -480,7 +482,8 @@ def main():
                         help="what the paced part asks for, on every path (the engine part: completions)")
     parser.add_argument("--no-litellm", dest="litellm", action="store_false",
                         help="leave the LiteLLM proxy out of the paced part")
-    parser.add_argument("--old", metavar="REV", help="also glmadmin's gateway at this commit, in the paced part")
+    parser.add_argument("--old", metavar="REV", help="also glmadmin's gateway at this commit (or in this "
+                        "directory, a tree extracted beforehand), in the paced part")
     args = parser.parse_args()
     args.load = Clients(args.clients)
     scratch = Scratch("gateway-bench")
