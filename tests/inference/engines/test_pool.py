@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from alerts.models import Incident
 from glmadmin.lib import processes
-from inference import demo, supervisor
+from inference import demo, engine_client, remedy, supervisor
 from inference.gateway import routing
 from inference.models import Engine
 from inference.models import EngineState as S
@@ -47,8 +47,11 @@ def no_engine_left_behind():
 def engine(transactional_db, demo_model):
     """The pool's engine row. Rows do not outlive a test, the process does: each test's new row
     finds the running engine on its port and adopts it, which is itself what a supervisor must do."""
+    # Development mode (which glmadmin sets with sleep mode; the CPU build has none) for the remedy's prefix
+    # cache reset, tested here on the same engine rather than on one more engine start.
     return Engine.objects.create(name="pool-a", port=PORT, model=str(demo_model), served_model_name="demo-a",
-                                 enforce_eager=True, shutdown_timeout=10, extra_args=demo.ENGINE_ARGS)
+                                 enforce_eager=True, shutdown_timeout=10, extra_args=demo.ENGINE_ARGS,
+                                 env={"VLLM_SERVER_DEV_MODE": "1"})
 
 
 @pytest.fixture
@@ -82,6 +85,18 @@ def test_engine_status_table(ready):
     assert header.split()[:5] == ["NAME", "HOST", "STATE", "PID", "PORT"]
     engine.refresh_from_db()
     assert row.split()[:5] == ["pool-a", "local", "ready", str(engine.pid), str(PORT)]
+
+
+def test_the_prefix_cache_is_reset_on_a_real_engine(ready):
+    """The remedy ladder's first step against the real vLLM: POST /reset_prefix_cache, one of its development
+    endpoints, answers success and the engine serves on. The refusals and the rest of the ladder are tested
+    against the sleep responder (tests/monitoring/telemetry/rules/test_remedy.py)."""
+    engine = ready
+    assert engine_client.generate_one_token(engine).ok  # something in the cache
+    taken = remedy.reset_prefix_cache(engine)
+    assert taken.done and taken.step == remedy.PREFIX_CACHE, taken.note
+    assert taken.note.startswith("prefix cache reset in ")
+    assert engine_client.generate_one_token(engine).ok  # and it serves on
 
 
 def test_restart_engine_command_end_to_end_and_soft_falls_back_on_the_cpu_build(ready):
