@@ -93,13 +93,15 @@ supervisor_program() {
   local conf=$1 name=$2 priority=$3 autorestart=$4 command=$5 startsecs=2
   [ "$autorestart" = true ] || startsecs=0  # a one-shot program that ends at once has still succeeded
   # supervisord expands %(...)s in commands: a literal % (celery's -n worker@%h) is written %%.
-  # Each line is prefixed with the process's name (supervisord cannot) by a sed that the process writes
-  # into; the process is still exec'd (supervisord's pid, exit status and signals are its own). The sed
-  # ignores the stop signal so the process's last lines still come out; it ends at their end.
+  # Each line is prefixed with the process's name (supervisord cannot) by a sed the process writes into.
+  # bash waits for both, so the last lines (a crash's traceback, a one-shot's result) come out before
+  # supervisord sees the program end: on stop, its trap runs once the pipeline is over, and the sed
+  # ignores the stop signal (the process itself keeps the default: a trap, unlike an ignored signal,
+  # is not inherited). pipefail: the program's exit status is the process's.
   cat >> "$conf" <<EOF_CONF
 
 [program:$name]
-command=bash -c 'exec ${command//%/%%} > >(trap "" TERM; exec sed -u "s/^/$(printf '%-6s' "$name") | /") 2>&1'
+command=bash -o pipefail -c 'trap : TERM; ${command//%/%%} 2>&1 | (trap "" TERM; exec sed -u "s/^/$(printf '%-6s' "$name") | /")'
 priority=$priority
 autorestart=$autorestart
 startsecs=$startsecs

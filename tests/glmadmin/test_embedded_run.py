@@ -85,7 +85,7 @@ def test_a_killed_redis_is_restarted_and_the_rest_keeps_running(stack):
     # Every process's lines say whose they are (and they all have written some by now or soon).
     wait_for(lambda: all(f"\n{role:<6} | " in log.read_text() for role in SUPERVISED | {"redis"}), 120,
              "a line of each process, prefixed with its name", pace=0.2)
-    wait_for(lambda: "demo engine 'demo' defined" in log.read_text(), 120, "the demo engine", pace=0.2)
+    wait_for(lambda: "\ndemo   | demo engine 'demo' defined" in log.read_text(), 120, "the demo engine", pace=0.2)
     output = log.read_text()
     # Defined once the private Redis runs: its route is written there, not lost with a warning.
     assert "not written to Redis" not in output, output
