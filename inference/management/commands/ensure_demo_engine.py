@@ -1,4 +1,5 @@
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -34,7 +35,11 @@ class Command(BaseCommand):
     def handle(self, *args, wait_for_redis=0, **options):
         if wait_for_redis:
             redis_answers_within(wait_for_redis)
-        engine = demo.ensure_demo_engine(warn=self.stderr.write)
+        try:
+            engine = demo.ensure_demo_engine(warn=self.stderr.write)
+        except subprocess.CalledProcessError as exc:
+            last = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
+            raise CommandError(f"making the demo model failed: {last[0]}") from None
         if engine:
             what = json.loads((Path(engine.model) / "DEMO_MODEL.json").read_text())["what"]
             self.stdout.write(f"demo engine {engine.name!r} defined on port {engine.port}: {what}")
