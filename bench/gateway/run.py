@@ -14,7 +14,8 @@ a fast synthetic upstream (bench/gateway/synthetic.py), against the same
 client reading the synthetic upstream directly.
 
     .venv/bin/python bench/gateway/run.py [--rounds 3] [--seconds 8] [--max-tokens 32] [--model DIR]
-                                          [--only paced|capacity] [--clients N]
+                                          [--only paced|capacity] [--clients N] [--old REV] [--no-litellm]
+                                          [--endpoint chat|completions]
 
 --only paced skips the engine: the paced synthetic upstream alone (what a small machine can measure).
 A request that fails is counted (failed, per path), not fatal to the run.
