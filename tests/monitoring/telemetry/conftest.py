@@ -1,12 +1,18 @@
+"""One real engine for the telemetry package (tests/support/chat.py's, on the chat's port): started by the first
+test that asks for `engine` (the diagnosis, then the sampling of a real completion), adopted by each later test's
+row, killed when the package is done. An engine start is the costliest step of these tests."""
+
 import pytest
 
-from monitoring.telemetry import xid_listener
+from tests.support import chat as chat_support
 
 
-@pytest.fixture(autouse=True)
-def _xid_listener_per_test(monkeypatch):
-    """A sampling cycle with GPUs starts the Xid listener thread in this process: each test gets its own
-    (waking every 0.2 s instead of 5 s, so that it stops quickly), stopped when the test ends."""
-    monkeypatch.setattr(xid_listener, "WAIT_MS", 200)
+@pytest.fixture(scope="package")
+def demo_model(tmp_path_factory):
+    return chat_support.make_demo_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def no_engine_left_behind():
     yield
-    xid_listener.stop()
+    chat_support.kill_engine()

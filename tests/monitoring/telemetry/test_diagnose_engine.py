@@ -5,7 +5,7 @@ from django.core.management import call_command
 
 from inference.models import Engine
 from tests.support import fake_nvml
-from tests.support.chat import CONTEXT, demo_model, engine, no_engine_left_behind  # noqa: F401 - fixtures
+from tests.support.chat import CONTEXT, engine  # noqa: F401 - the package's engine (conftest.py)
 
 GIB = 2**30
 
