@@ -8,8 +8,7 @@ from django.db import models
 
 from glmadmin.lib import processes
 
-from .gateway.media import validate_domains as validate_media_domains
-from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extra_args
+from .options import KV_CACHE_DTYPES, QUANTIZATIONS, validate_env, validate_extra_args, validate_media_domains
 
 # The fields a running process was started with: a change to one applies at the next restart (the supervisor
 # records them in running_config at each start; until the restart, the process runs as recorded there).

@@ -190,15 +190,41 @@ def command(engine, python: str) -> list[str]:
 
 
 MEDIA_DOMAINS_FLAG = "--allowed-media-domains"
+MEDIA_NO_HOST = "invalid"  # reserved: never resolves (RFC 6761), so vLLM can fetch nothing
+MAX_MEDIA_DOMAINS = 100
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def validate_media_domains(value) -> None:
+    """An engine's allowed media domains (model validation): exact host names as vLLM compares them."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError('Give a JSON list of host names, e.g. ["images.example.com"]; [] fetches no URL.')
+    if len(value) > MAX_MEDIA_DOMAINS:
+        raise ValidationError(f"At most {MAX_MEDIA_DOMAINS} domains.")
+    problems = [_domain_problem(item) for item in value]
+    if any(problems):
+        raise ValidationError([p for p in problems if p])
+
+
+def _domain_problem(item: str) -> str | None:
+    if item != item.lower():
+        return f"{item!r}: write host names in lower case (as vLLM compares them)."
+    if item == MEDIA_NO_HOST:
+        return f"{item!r} is the host glmadmin gives an engine that may fetch nothing: leave the list empty."
+    if "*" in item:
+        return f"{item!r}: no wildcards; vLLM compares exact host names, so list each host (a.example.com)."
+    if "/" in item or ":" in item:
+        return f"{item!r}: a host name only, without scheme, port or path (images.example.com)."
+    if not _HOST_NAME.match(item):
+        return f"{item!r} is not a host name."
+    return None
 
 
 def media_domains(engine) -> list[str]:
     """The hosts the engine may fetch media URLs from. vLLM fetches from any host when the flag is absent or
     empty, so every engine gets it: a multimodal engine its list, any other (and an empty list) a host that never
     resolves (RFC 6761), so that vLLM refuses every URL even to a client that reaches the engine directly."""
-    from .gateway.media import INVALID_HOST
-
-    return (engine.multimodal and list(engine.allowed_media_domains)) or [INVALID_HOST]
+    return (engine.multimodal and list(engine.allowed_media_domains)) or [MEDIA_NO_HOST]
 
 
 SLEEP_MODE_FLAG = "--enable-sleep-mode"

@@ -18,7 +18,7 @@ it fetch. So media parts go only to engines an administrator marked as serving a
 
 An empty list means no URL is fetched: only data: URLs and input_audio. vLLM's own flag means the opposite
 (no --allowed-media-domains, or an empty one: any host), so an engine whose list is empty is started with a
-host that never resolves (INVALID_HOST, RFC 6761) and vLLM refuses every URL too. Engines are started with
+host that never resolves (options.MEDIA_NO_HOST, RFC 6761) and vLLM refuses every URL too. Engines are started with
 redirects off (VLLM_MEDIA_URL_ALLOW_REDIRECTS=0): a listed host cannot bounce the fetch elsewhere.
 
 The gateway does not resolve names: a listed name is trusted as the administrator listed it.
@@ -31,17 +31,12 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
-
 from .errors import bad_request
 
 # Part type -> the keys its object may have. The part itself has only "type" and this key.
 PARTS = {"image_url": frozenset({"url", "detail"}), "audio_url": frozenset({"url"}),
          "video_url": frozenset({"url"}), "input_audio": frozenset({"data", "format"})}
-INVALID_HOST = "invalid"  # reserved: never resolves (RFC 6761), so vLLM can fetch nothing
-MAX_DOMAINS = 100
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan")
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _UNSAFE_URL = re.compile(r"[^\x21-\x7e]|\\")  # spaces, controls, non-ASCII, backslashes
 # Beyond ipaddress's is_private: shared address space (CGNAT) and IPv6 prefixes that embed an IPv4 destination.
 _MORE_BLOCKED = tuple(ipaddress.ip_network(n) for n in ("100.64.0.0/10", "2002::/16", "64:ff9b::/96"))
@@ -167,26 +162,3 @@ async def check(model: str, parts: list[Part]) -> None:
         refused_url(part, domains)
 
 
-def validate_domains(value) -> None:
-    """An engine's allowed media domains (model validation): exact host names as vLLM compares them."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValidationError('Give a JSON list of host names, e.g. ["images.example.com"]; [] fetches no URL.')
-    if len(value) > MAX_DOMAINS:
-        raise ValidationError(f"At most {MAX_DOMAINS} domains.")
-    problems = [_domain_problem(item) for item in value]
-    if any(problems):
-        raise ValidationError([p for p in problems if p])
-
-
-def _domain_problem(item: str) -> str | None:
-    if item != item.lower():
-        return f"{item!r}: write host names in lower case (as vLLM compares them)."
-    if item == INVALID_HOST:
-        return f"{item!r} is the host glmadmin gives an engine that may fetch nothing: leave the list empty."
-    if "*" in item:
-        return f"{item!r}: no wildcards; vLLM compares exact host names, so list each host (a.example.com)."
-    if "/" in item or ":" in item:
-        return f"{item!r}: a host name only, without scheme, port or path (images.example.com)."
-    if not _HOST_NAME.match(item):
-        return f"{item!r} is not a host name."
-    return None
