@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.utils import timezone
 
+from glmadmin.audit import AuditedAdmin
+
 from . import inhibition, quiet, silences
 from .incidents import acknowledge
 from .models import (
@@ -84,7 +86,7 @@ class IncidentAdmin(admin.ModelAdmin):
 # --- notifications ------------------------------------------------------------
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(AuditedAdmin):
     form = ChannelForm
     list_display = ("name", "kind", "enabled", "receives", "repeat_minutes", "health", "last_success_at")
     list_filter = ("kind", "enabled")
@@ -202,7 +204,7 @@ class ActiveFilter(admin.SimpleListFilter):
 
 
 @admin.register(Silence)
-class SilenceAdmin(admin.ModelAdmin):
+class SilenceAdmin(AuditedAdmin):
     list_display = ("source", "kind", "level", "starts_at", "ends_at", "daily", "active", "reason", "created_by")
     list_filter = (ActiveFilter, "kind", "level", "daily")
     search_fields = ("source", "reason")

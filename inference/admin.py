@@ -7,6 +7,8 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 
+from glmadmin.audit import AuditedAdmin
+
 from . import control, options
 from .gateway import keys, limits
 from .models import ApiKey, Engine, EngineEvent
@@ -72,7 +74,7 @@ class EngineForm(forms.ModelForm):
 
 
 @admin.register(Engine)
-class EngineAdmin(admin.ModelAdmin):
+class EngineAdmin(AuditedAdmin):
     form = EngineForm
     list_display = ("name", "host", "served_model_name", "port", "gpu_ids", "state", "enabled", "restarts",
                     "last_probe_ms")
@@ -155,7 +157,7 @@ USAGE_NOTE = ("Usage is counted by the gateway in Redis as each request ends (to
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     list_display = ("name", "prefix", "owner", "requests_per_minute", "max_concurrent", "tokens_per_minute",
                     "requests", "tokens", "last_used", "created_at", "revoked_at")
     list_filter = ("revoked_at",)

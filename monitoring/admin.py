@@ -4,6 +4,8 @@ from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
+from glmadmin.audit import AuditedAdmin
+
 from .cleanup.logs import write_config as write_log_config
 from .models import CleanupPolicy, CleanupRun, LogPolicy, TelemetrySettings, WatchedFilesystem
 
@@ -17,7 +19,7 @@ def percent(value: float | None, digits: int = 1) -> str | None:
 
 
 @admin.register(WatchedFilesystem)
-class WatchedFilesystemAdmin(admin.ModelAdmin):
+class WatchedFilesystemAdmin(AuditedAdmin):
     list_display = ("label", "path", "host", "enabled", "yellow_at", "orange_at", "red_at", "clears_below_by",
                     "used", "last_checked_at")
     list_filter = ("enabled", "host")
@@ -59,7 +61,7 @@ class WatchedFilesystemAdmin(admin.ModelAdmin):
 # --- cleanup ------------------------------------------------------------------
 
 @admin.register(CleanupPolicy)
-class CleanupPolicyAdmin(admin.ModelAdmin):
+class CleanupPolicyAdmin(AuditedAdmin):
     list_display = ("name", "root", "enabled", "engine_cache", "max_size", "min_age_hours", "last_size", "last_size_at")
     list_filter = ("enabled", "engine_cache")
     readonly_fields = ("last_size_bytes", "last_size_at")
@@ -80,7 +82,7 @@ class CleanupPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(LogPolicy)
-class LogPolicyAdmin(admin.ModelAdmin):
+class LogPolicyAdmin(AuditedAdmin):
     list_display = ("name", "enabled", "max_file_size", "keep", "compress")
     list_filter = ("enabled",)
 
@@ -115,7 +117,7 @@ class CleanupRunAdmin(admin.ModelAdmin):
 # --- telemetry -----------------------------------------------------------------------
 
 @admin.register(TelemetrySettings)
-class TelemetrySettingsAdmin(admin.ModelAdmin):
+class TelemetrySettingsAdmin(AuditedAdmin):
     """One row, read by every run: a change applies to the next sample without a restart."""
 
     fieldsets = ((None, {

@@ -1,6 +1,7 @@
 from django import template
 from django.utils import timezone
 
+from glmadmin import audit
 from inference.models import Engine
 from inference.restart_metrics import last_full_restart_seconds
 
@@ -10,7 +11,9 @@ register = template.Library()
 @register.inclusion_tag("inference/engines_panel.html", takes_context=True)
 def engines_panel(context):
     engines = list(Engine.objects.all())
+    trail = audit.recent(Engine, [engine.pk for engine in engines], per_object=5)  # one query for every engine
     for engine in engines:
+        engine.audit_trail = trail.get(str(engine.pk), [])
         engine.gpu_health = _gpu_health(context.get("live"), engine)
         engine.last_full_restart_seconds = last_full_restart_seconds(engine.pk) if engine.restarts else None
     return {"engines": engines, "now": timezone.now(), "perms": context.get("perms"),

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from glmadmin.audit import AuditedAdmin
+
 from ...models import RuleRestart, TelemetryRules
 
 
@@ -12,7 +14,7 @@ def _rule(title: str, description: str, *fields) -> tuple:
 
 
 @admin.register(TelemetryRules)
-class TelemetryRulesAdmin(admin.ModelAdmin):
+class TelemetryRulesAdmin(AuditedAdmin):
     """Read by the next sampling cycle: a change applies without a restart."""
 
     fieldsets = (
