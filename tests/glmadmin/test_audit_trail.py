@@ -6,7 +6,9 @@ read-only admin page for staff and a short list on each engine of the dashboard.
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.template import Context, Template
+from django.test.utils import CaptureQueriesContext
 
 from alerts.models import NotificationChannel
 from glmadmin import audit
@@ -136,7 +138,9 @@ def test_the_dashboard_shows_the_last_changes_of_each_engine(client, operator, e
     client.post(f"/admin/inference/engine/{engine.pk}/change/", form(gpu_memory_utilization="0.8"))
     for _ in range(6):
         client.post(f"/engines/{other.pk}/stop/")
-    panel = Template("{% load engine_tags %}{% engines_panel %}").render(Context({}))
+    with CaptureQueriesContext(connection) as queries:
+        panel = Template("{% load engine_tags %}{% engines_panel %}").render(Context({}))
+    assert sum("django_admin_log" in q["sql"] for q in queries.captured_queries) == 1  # one for every engine
     glm, small = panel.split('data-engine="small"')[0], panel.split('data-engine="small"')[1]
     assert "gpu_memory_utilization 0.9 → 0.8" in glm and "operator" in glm
     assert small.count("Stop requested from the dashboard.") == 5  # the last five only
