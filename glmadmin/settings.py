@@ -227,6 +227,18 @@ ENGINE_LIVENESS_THRESHOLD = env_int("GLMADMIN_ENGINE_LIVENESS_THRESHOLD", 3, min
 ENGINE_BACKOFF_SECONDS = env_int("GLMADMIN_ENGINE_BACKOFF_SECONDS", 5, minimum=0)
 ENGINE_MAX_QUICK_FAILURES = env_int("GLMADMIN_ENGINE_MAX_QUICK_FAILURES", 3, minimum=1)
 ENGINE_FAILURE_WINDOW_SECONDS = env_int("GLMADMIN_ENGINE_FAILURE_WINDOW_SECONDS", 600, minimum=1)
+# A liveness restart (probes failing while nothing is generated) drains first, this long at most: requests
+# still in flight on an engine that stopped answering probes get a chance to finish.
+ENGINE_LIVENESS_DRAIN_SECONDS = env_int("GLMADMIN_ENGINE_LIVENESS_DRAIN_SECONDS", 10, minimum=0)
+# Before a start, a process on the engine's GPUs holding more than this (GiB) keeps the engine waiting. The same
+# default as the telemetry rules' foreign-process limit; a setting, not that rule, because the supervisor's
+# start must not depend on the monitoring app (a higher layer) or on a database row being there.
+try:
+    ENGINE_FOREIGN_GIB = float(env_str("GLMADMIN_ENGINE_FOREIGN_GIB", "2"))
+except ValueError:
+    raise ImproperlyConfigured("GLMADMIN_ENGINE_FOREIGN_GIB must be a number of GiB, e.g. 2 or 0.5") from None
+if ENGINE_FOREIGN_GIB < 0:
+    raise ImproperlyConfigured(f"GLMADMIN_ENGINE_FOREIGN_GIB must not be negative, got {ENGINE_FOREIGN_GIB}")
 # Soft restarts (vLLM's sleep mode: release and re-map the GPU memory in seconds, no model reload) exist only in
 # vLLM's CUDA build, which refuses --enable-sleep-mode elsewhere: "auto" turns them on where an NVIDIA driver is.
 ENGINE_SLEEP_MODE = env_str("GLMADMIN_ENGINE_SLEEP_MODE", "auto")

@@ -15,11 +15,15 @@ import httpx
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from glmadmin.lib import redis
+
 # What metrics_text() raises: a caller catches it without knowing which HTTP library is underneath.
 HTTPError = httpx.HTTPError
 HEALTH_TIMEOUT = 2  # seconds
 IN_FLIGHT_TIMEOUT = 2  # seconds, for the supervisor's drain
 IN_FLIGHT = ("vllm:num_requests_running", "vllm:num_requests_waiting")
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+TOKENS_KEPT_SECONDS = 600  # only consecutive failed probes compare counters; this bounds a forgotten key
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,41 @@ def metric_values(engine, timeout: float = IN_FLIGHT_TIMEOUT) -> dict[str, float
         for sample in family.samples:
             values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
+
+
+def busy(engine) -> str:
+    """What the engine is generating ("3 requests running", "41 tokens generated since the last probe"), or ""
+    when its metrics show nothing flowing (or it does not answer them): a failed probe then counts as a failure.
+
+    The token counter is compared with the one read at the previous probe if that failed too (kept in Redis,
+    where every worker's supervisor step finds it; a probe that succeeds forgets it); requests can finish
+    between two reads, so the counter tells what a snapshot of the running requests misses.
+    """
+    values = metric_values(engine)
+    if values is None:
+        return ""
+    running = int(values.get("vllm:num_requests_running", 0))
+    tokens = values.get(GENERATION_TOKENS)
+    previous = None
+    if tokens is not None:
+        pipe = redis.client().pipeline()
+        pipe.getset(_tokens_key(engine), repr(tokens))
+        pipe.expire(_tokens_key(engine), TOKENS_KEPT_SECONDS)
+        previous = pipe.execute()[0]
+    if running > 0:
+        return f"{running} request(s) running"
+    if previous is not None and tokens > float(previous):
+        return f"{tokens - float(previous):.0f} tokens generated since the previous failed probe"
+    return ""
+
+
+def probe_answered(engine) -> None:
+    """A probe succeeded: the next failed one has no earlier failure to compare its token counter with."""
+    redis.client().delete(_tokens_key(engine))
+
+
+def _tokens_key(engine) -> str:
+    return redis.key("engine-tokens", str(engine.pk), str(engine.pid))
 
 
 def in_flight(engine) -> int:

@@ -23,7 +23,7 @@ from glmadmin import live
 from glmadmin.lib import processes
 from glmadmin.lib.redis import single_flight
 
-from . import engine_client, engine_incidents, options
+from . import engine_client, engine_incidents, gpu_occupancy, options
 from .gateway import routing as gateway_routing
 from .models import Engine, EngineEvent
 from .models import EngineState as S
@@ -43,6 +43,7 @@ TERMINATE_GRACE = 5
 # must outlast the longest step (a drain waits at most the engine's shutdown_timeout).
 STEP_LOCK_SECONDS = 120
 VLLM_MARKER = "vllm.entrypoints.openai.api_server"
+BUSY = "busy: "  # in a ready engine's reason: a probe failed while tokens were flowing
 
 
 def reconcile_host(host: str | None = None) -> None:
@@ -74,8 +75,9 @@ def _step(engine: Engine) -> None:
     if not engine.enabled or engine.state == S.FAILED:
         if proc is not None:
             begin_stop(engine, "disabled" if not engine.enabled else "failed")
-        elif engine.state not in (S.STOPPED, S.FAILED):
-            transition(engine, S.STOPPED, "disabled", pid=None)
+        elif engine.state not in (S.STOPPED, S.FAILED) or engine.state_reason.startswith(gpu_occupancy.WAITING):
+            if transition(engine, S.STOPPED, "disabled", pid=None):
+                gpu_occupancy.resolve_incident(engine, "disabled while it waited for its GPUs")
         return
     if proc is None:
         if engine.state in (S.STARTING, S.READY, S.UNHEALTHY, S.SOFT_RESTART):
@@ -90,7 +92,8 @@ def _step(engine: Engine) -> None:
     elif engine.state == S.READY:
         _probe(engine)
     elif engine.state == S.UNHEALTHY:
-        begin_stop(engine, engine.state_reason or "unhealthy", drain=False)
+        # Requests may still be in flight on an engine that stopped answering probes: a short drain.
+        begin_stop(engine, engine.state_reason or "unhealthy", drain_seconds=settings.ENGINE_LIVENESS_DRAIN_SECONDS)
     else:  # alive while recorded as stopped/back-off: a start we lost track of; let the probes judge it
         transition(engine, S.STARTING, "found running")
 
@@ -136,6 +139,8 @@ def _start(engine: Engine) -> None:
             return
         _crashed(engine, f"port {engine.port} is in use by pid {holder.pid} ({holder.name()})")
         return
+    if _waits_for_gpus(engine):
+        return
     argv = options.command(engine, settings.ENGINE_PYTHON)
     env = options.environment(engine, options.base_environment(os.environ))
     log_path = log_file(engine)
@@ -153,6 +158,22 @@ def _start(engine: Engine) -> None:
                        restarts=engine.restarts + (1 if engine.process_started_at else 0)):
         # Lost the claim after spawning (the lock expired under us): never leave a second process behind.
         processes.kill_group(proc.pid)
+        return
+    gpu_occupancy.resolve_incident(engine, f"its GPUs are free; started pid {proc.pid}")
+
+
+def _waits_for_gpus(engine: Engine) -> bool:
+    """True (the engine stays as it is, with the reason and an incident) while another process holds one of
+    its GPUs: a start now would crash into back-off once vLLM found the memory taken."""
+    held = gpu_occupancy.holders(engine.gpus, settings.ENGINE_FOREIGN_GIB)
+    if not held:
+        return False
+    reason = gpu_occupancy.waiting_reason(held)
+    if engine.state_reason != reason[:300]:  # once per change, not an event every step
+        with transaction.atomic():
+            if transition(engine, engine.state, reason):
+                gpu_occupancy.open_incident(engine, reason)
+    return True
 
 
 def _is_ours(proc, engine: Engine) -> bool:
@@ -189,10 +210,24 @@ def _probe(engine: Engine) -> None:
     if engine.last_probe_at and now - engine.last_probe_at < timedelta(seconds=settings.ENGINE_PROBE_INTERVAL):
         return
     probe = engine_client.generate_one_token(engine)
-    failures = 0 if probe.ok else engine.probe_failures + 1
+    busy = "" if probe.ok else engine_client.busy(engine)
+    if probe.ok:
+        engine_client.probe_answered(engine)
+    failures = 0 if probe.ok or busy else engine.probe_failures + 1
+    fields = {}
+    if busy:
+        # Tokens flow: the engine serves, only too loaded to answer the probe in time. Not a failure, and the
+        # streak starts again; the reason says so (still "ready;" first, as a ready engine's reason begins).
+        fields["state_reason"] = f"ready; {BUSY}probe failed ({probe.error[:80]}) while {busy}"
+    elif probe.ok and BUSY in engine.state_reason:
+        fields["state_reason"] = f"ready; one-token probe {probe.latency_ms:.0f} ms"
+    fields = {k: v[:300] for k, v in fields.items() if v[:300] != engine.state_reason}
     Engine.objects.filter(pk=engine.pk, state=S.READY).update(
-        last_probe_at=now, last_probe_ms=probe.latency_ms if probe.ok else None, probe_failures=failures)
+        last_probe_at=now, last_probe_ms=probe.latency_ms if probe.ok else None, probe_failures=failures, **fields)
     engine.probe_failures, engine.last_probe_at = failures, now
+    if fields:
+        engine.state_reason = fields["state_reason"]
+        live.publish_on_commit()
     if failures >= settings.ENGINE_LIVENESS_THRESHOLD:
         transition(engine, S.UNHEALTHY, f"{failures} failed probes in a row; last: {probe.error}")
 
@@ -218,14 +253,14 @@ def _crashed(engine: Engine, reason: str) -> None:
                 backoff_until=now + timedelta(seconds=delay), shm_segments=[])
 
 
-def begin_stop(engine: Engine, reason: str, drain: bool = True) -> None:
+def begin_stop(engine: Engine, reason: str, drain: bool = True, drain_seconds: int | None = None) -> None:
     """Stop routing to it (state draining); SIGTERM follows once in-flight requests are done.
 
     vLLM drains on SIGTERM too, but it also waits out its whole shutdown
     timeout in teardown; draining first and then terminating an idle server
     stops it in seconds, and a request is never cut.
     """
-    drain_for = engine.shutdown_timeout if drain else 0
+    drain_for = (engine.shutdown_timeout if drain_seconds is None else drain_seconds) if drain else 0
     transition(engine, S.DRAINING, reason, stop_deadline=timezone.now() + timedelta(seconds=drain_for),
                 terminated_at=None, quiet_since=None)
     if not drain:
