@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from inference import gpu_occupancy, supervisor
 from inference.models import Engine
 
 
@@ -14,7 +15,7 @@ def _duration(seconds: float) -> str:
 
 class Command(BaseCommand):
     help = ("A table of the engines: state, pid, port, GPUs, uptime, restarts, last probe latency; then what "
-            "waits for a restart to apply.")
+            "waits for a restart to apply, and engines waiting for their GPUs or too busy to answer probes.")
 
     def handle(self, *args, **options):
         engines = list(Engine.objects.all())
@@ -36,3 +37,6 @@ class Command(BaseCommand):
         for e in engines:
             if pending := e.pending_restart():
                 self.stdout.write(f"{e.name}: restart to apply: {'; '.join(pending)}")
+        for e in engines:
+            if e.state_reason.startswith(gpu_occupancy.WAITING) or supervisor.BUSY in e.state_reason:
+                self.stdout.write(f"{e.name}: {e.state_reason}")

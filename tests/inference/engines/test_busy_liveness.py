@@ -8,9 +8,11 @@ The supervisor is the real one, the engine a real process it starts and probes o
 """
 
 from datetime import timedelta
+from io import StringIO
 
 import httpx
 import pytest
+from django.core.management import call_command
 
 from inference.models import EngineState as S
 from tests.support.engines import events, starts, step_until
@@ -54,6 +56,9 @@ def test_slow_probes_while_tokens_flow_do_not_restart_the_engine(ready, settings
     assert engine.probe_failures < settings.ENGINE_LIVENESS_THRESHOLD
     assert engine.state_reason.startswith("ready; busy: probe failed (ReadTimeout") and said in engine.state_reason
     assert starts(model) == [pid] and events(engine) == ["starting", "ready"]
+    status = StringIO()
+    call_command("engine_status", stdout=status)
+    assert f"{engine.name}: ready; busy: " in status.getvalue()
 
     load(engine, probe_delay=0, running=0, generating=0)  # the load is over: the probe answers again
     engine = probed(engine, 1)

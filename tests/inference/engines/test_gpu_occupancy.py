@@ -7,8 +7,10 @@ reports the holder on GPU 0 (tests/support/fake_nvml.py).
 """
 
 import subprocess
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from alerts.models import Incident
 from inference import gpu_occupancy, supervisor
@@ -56,6 +58,9 @@ def test_a_start_onto_a_held_gpu_waits_then_starts_once_it_is_free(slow_engine, 
     assert events(engine) == ["stopped"]  # the wait is recorded once, not at every step
     opened = incident(engine)
     assert opened.kind == Incident.Kind.ENGINE and opened.level == "orange" and reason in opened.message
+    status = StringIO()
+    call_command("engine_status", stdout=status)
+    assert f"{engine.name}: {reason}" in status.getvalue()
 
     # Freed: what is left on its GPU is below the limit, and a big process on a GPU it does not use is no matter.
     fake.gpus[0]["processes"] = [(holder.pid, int(0.5 * GIB))]
