@@ -61,8 +61,8 @@ def test_slow_probes_while_tokens_flow_do_not_restart_the_engine(ready, settings
     assert f"{engine.name}: ready; busy: " in status.getvalue()
 
     load(engine, probe_delay=0, running=0, generating=0)  # the load is over: the probe answers again
-    engine = probed(engine, 1)
-    assert engine.state_reason.startswith("ready; one-token probe") and engine.probe_failures == 0
+    engine = step_until(engine, lambda e: e.state_reason.startswith("ready; one-token probe"), 60, "a probe answered")
+    assert (engine.state, engine.pid, engine.probe_failures) == (S.READY, pid, 0)
 
 
 def test_slow_probes_with_nothing_flowing_restart_the_engine_after_a_short_drain(ready, settings):
