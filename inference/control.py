@@ -57,6 +57,17 @@ def request_restart(engine: Engine) -> int:
         return Engine.objects.values_list("restart_generation", flat=True).get(pk=engine.pk)
 
 
+def request_automatic_restart(engine: Engine) -> int | None:
+    """A restart that glmadmin itself decided on (a remedy): like request_restart, but claimed only while the
+    engine is enabled, so that an engine an operator stopped meanwhile is never started again by it. None: not
+    enabled, nothing asked."""
+    with transaction.atomic():
+        if not Engine.objects.filter(pk=engine.pk, enabled=True).update(
+                restart_generation=F("restart_generation") + 1):
+            return None
+        return Engine.objects.values_list("restart_generation", flat=True).get(pk=engine.pk)
+
+
 def request_start(engine: Engine) -> None:
     with transaction.atomic():
         _clear_failure(engine)

@@ -90,7 +90,9 @@ def soft(engine: Engine, reason: str = "") -> Taken:
 
 def full(engine: Engine, reason: str) -> Taken:
     """Ask for the full restart; the supervisor drains, stops and starts the engine."""
-    generation = control.request_restart(engine)
+    generation = control.request_automatic_restart(engine)
+    if generation is None:
+        return Taken(FULL, 0.0, False, "full restart not taken: the engine was stopped meanwhile")
     _kick(engine)
     log.warning("remedy: full restart of engine %s: %s", engine.name, reason)
     return Taken(FULL, 0.0, True, "full restart requested", generation=generation)

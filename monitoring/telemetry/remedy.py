@@ -272,6 +272,9 @@ def advance(plan: dict) -> tuple[dict | None, float]:
 
 def _step(engine: Engine, plan: dict) -> tuple[dict | None, float]:
     step = plan["steps"][plan["at"]]
+    if not engine.enabled:  # an operator stopped it during the settle time: no step may start it again
+        _record(engine, plan, f"{steps.NAMES[step]} not taken: the engine was stopped")
+        return None, 0
     if step != steps.FULL and engine.state != EngineState.READY:
         _record(engine, plan, f"{steps.NAMES[step]} not taken: the engine is {engine.get_state_display().lower()}")
         return None, 0
@@ -282,6 +285,8 @@ def _step(engine: Engine, plan: dict) -> tuple[dict | None, float]:
     if taken.step == steps.FULL:  # asked for, or a soft restart that fell back to it
         if not taken.done:
             _record(engine, plan, f"{_step_label(plan, step)}: {taken.note} (after {taken.seconds:.1f} s)")
+        if not taken.generation:  # not even asked for: the engine was stopped meanwhile
+            return None, 0
         plan.update(at=plan["steps"].index(steps.FULL), phase="full", since=time.time(),
                     generation=taken.generation)
         return plan, POLL_FULL

@@ -191,6 +191,20 @@ def test_still_there_after_every_step_ends_after_the_full_restart(ladder):
     assert "; not cured; no step left: GPU 0 memory at 97.5 %" in actions()[2]
 
 
+def test_an_engine_stopped_during_the_settle_time_is_not_started_again(ladder):
+    """An operator stops the engine while the ladder waits to re-read its condition: the next step (here the full
+    restart, the soft one being left out once it is not ready) must not enable it again."""
+    engine, base, fake = ladder
+    plan, _ = remedy.advance(raise_and_plan(engine))  # the reset, not cured
+    plan, _ = remedy.advance(plan)  # the soft restart, not cured: the full restart is next
+    Engine.objects.filter(pk=engine.pk).update(enabled=False, state=S.DRAINING)  # stop_engine meanwhile
+    plan["phase"], plan["at"] = "step", plan["steps"].index("full")
+    assert remedy.advance(plan) == (None, 0)
+    engine.refresh_from_db()
+    assert engine.enabled is False and engine.restart_generation == 0
+    assert actions()[-1] == "full restart not taken: the engine was stopped"
+
+
 def test_a_refused_reset_is_recorded_and_the_ladder_goes_on(ladder):
     engine, base, fake = ladder
     control(base, reset="refuse")
