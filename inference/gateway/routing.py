@@ -126,6 +126,8 @@ def table() -> dict[str, dict]:
 def media_domains(engine) -> list[str] | None:
     """What the engine may fetch media from as it runs (media.py): None for a text-only engine, else its
     allowed media domains (empty: data: URLs only). As started: the engine's own flag is what binds it."""
+    if engine.pid and "multimodal" not in engine.running_config:
+        return None  # started before media existed: without --allowed-media-domains, text only until a restart
     return list(engine.running("allowed_media_domains")) if engine.running("multimodal") else None
 
 

@@ -8,6 +8,7 @@ engine's command line and environment are read from a process the real superviso
 """
 
 import json
+import os
 import threading
 
 import pytest
@@ -168,6 +169,21 @@ def test_a_model_with_one_text_only_engine_gets_no_media(server, vision_engine, 
     refused(post(server, plain, chat(image("https://images.example.com/cat.png"))), "media_not_supported",
             "messages[0].content[1]")
     assert vision_engine.requests == text_engine.requests == []
+
+
+def test_an_engine_started_before_media_existed_gets_no_media_until_restarted(server):
+    """Marked multimodal in the admin while its process runs without --allowed-media-domains (started before
+    glmadmin knew of media): vLLM would fetch any URL and follow redirects, so it stays text-only until restarted."""
+    raw = serve("vision", multimodal=True, allowed_media_domains=["images.example.com"])
+    try:
+        Engine.objects.filter(name="vision").update(pid=os.getpid(), running_config={"port": raw.port})
+        routing.publish()
+        _, plain = make_key()
+        refused(post(server, plain, chat(image("https://images.example.com/cat.png"))), "media_not_supported",
+                "messages[0].content[1]")
+        assert raw.requests == []
+    finally:
+        raw.close()
 
 
 @pytest.mark.parametrize("part", [
