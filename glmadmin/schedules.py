@@ -40,5 +40,7 @@ def ensure_interval_task(name: str, task: str, every: int, queue: str, kwargs: d
     except (IntegrityError, ValidationError):
         # Another worker of the host (they start together) created it a moment ago: PeriodicTask.save()
         # validates the name's uniqueness itself, so the race ends in a ValidationError, not get_or_create's retry.
-        row = PeriodicTask.objects.get(name=name)
+        row = PeriodicTask.objects.filter(name=name).first()
+        if row is None:
+            raise  # not that race: a real problem with the row, said as it is
     return row
