@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 
+from glmadmin import audit
 from glmadmin.audit import AuditedAdmin
 
 from . import control, options
@@ -118,9 +119,17 @@ class EngineAdmin(AuditedAdmin):
             obj.save(update_fields=[f.name for f in Engine._meta.concrete_fields if f.editable and not f.primary_key])
         else:
             super().save_model(request, obj, form, change)
-        if pending := obj.pending_restart():
-            self.message_user(request, f"{obj.name} runs as it was started until it restarts (Restart): "
-                                       f"{'; '.join(pending)}.", messages.WARNING)
+        if change and "_saveandrestart" in request.POST:
+            control.request_restart(obj)
+            control.kick(obj)
+            audit.record(request.user, obj, "Restart requested with the save (Save and restart).")
+            others = Engine.objects.filter(served_model_name=obj.served_model_name, state=S.READY).exclude(pk=obj.pk)
+            serving = "its model's other ready engines serve meanwhile" if others.exists() else (
+                "its model is not served until it is ready again")
+            self.message_user(request, f"{obj.name} restarts now (drain, stop, start): {serving}.", messages.SUCCESS)
+        elif pending := obj.pending_restart():
+            self.message_user(request, f"{obj.name} runs as it was started until it restarts (Save and restart, or "
+                                       f"Restart): {'; '.join(pending)}.", messages.WARNING)
 
     def get_actions(self, request):
         actions = super().get_actions(request)

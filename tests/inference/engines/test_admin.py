@@ -73,3 +73,25 @@ def test_running_engine_cannot_be_deleted(admin_client):
     Engine.objects.filter(pk=engine.pk).update(state="stopped")
     assert admin_client.post(f"/admin/inference/engine/{engine.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not Engine.objects.exists()
+
+
+@pytest.mark.django_db
+def test_save_and_restart_applies_a_change_to_a_running_engine_now(admin_client):
+    """Issue 15: the admin offers save-and-restart; a plain save leaves the engine running as it was started."""
+    engine = Engine.objects.create(name="glm", port=8001, model="/m", served_model_name="m", state="ready",
+                                   pid=None, running_config={})
+    url = f"/admin/inference/engine/{engine.pk}/change/"
+    assert 'name="_saveandrestart"' in admin_client.get(url).content.decode()
+    data = form(name="glm", port="8001", model="/m", served_model_name="m", gpu_ids="", tensor_parallel_size="1",
+                max_model_len="4096", gpu_memory_utilization="0.8")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, errors(response)
+    engine.refresh_from_db()
+    assert (engine.gpu_memory_utilization, engine.restart_generation) == (0.8, 0)  # saved, not restarted
+
+    response = admin_client.post(url, {**data, "gpu_memory_utilization": "0.7", "_saveandrestart": "Save and restart"},
+                                 follow=True)
+    engine.refresh_from_db()
+    assert (engine.gpu_memory_utilization, engine.restart_generation, engine.enabled) == (0.7, 1, True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert "glm restarts now (drain, stop, start): its model is not served until it is ready again." in shown
