@@ -389,12 +389,17 @@ def remove_all(scan_result: Scan, files: list[tuple], not_after: float, *, hook:
     threads = max(1, min(threads, len(groups)))
     results: list[tuple] = []
     todo = iter(groups)  # shared: a list iterator hands each directory to exactly one thread
+    # Set when the caller is interrupted (a task's time limit lands in its join): the threads stop at the next
+    # directory instead of removing on after the run has ended and released its root's lock.
+    stop = threading.Event()
 
     def work() -> None:
         removed, held, failed = [], {}, []
         try:
             with Remover(scan_result, hook=hook, all_seen=all_seen) as remover:
                 for index, group in todo:
+                    if stop.is_set():
+                        break
                     gone, kept, bad = remover.remove_dir(index, group, not_after)
                     removed += gone
                     failed += bad
@@ -411,8 +416,13 @@ def remove_all(scan_result: Scan, files: list[tuple], not_after: float, *, hook:
         workers = [threading.Thread(target=work, name=f"cleanup-remove-{n}") for n in range(threads)]
         for worker in workers:
             worker.start()
-        for worker in workers:
-            worker.join()
+        try:
+            for worker in workers:
+                worker.join()
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()  # each ends its directory (an exception here left them running without a lock)
     removed, held, failed = [], {}, []
     for result in results:
         if isinstance(result, BaseException):

@@ -119,3 +119,39 @@ def test_the_mount_id_from_statx_is_the_mount_tables(tmp_path):
                 assert mounts.mount_id(fd) == mounts._fdinfo_mount_id(fd) == ids[path]
             finally:
                 os.close(fd)
+
+
+class Interrupted(Exception):
+    """What a task's time limit raises in the caller's thread (Celery's SoftTimeLimitExceeded) while it joins."""
+
+
+@pytest.mark.django_db
+def test_an_interrupted_run_stops_its_threads_before_it_ends(tmp_path, now, threaded, monkeypatch):
+    """The run (and its root's lock) must not end while its threads remove on: once the caller is interrupted,
+    each thread finishes the directory it is in and takes no other."""
+    names = many(tmp_path, now)
+    arrived, release, joins, seen = threading.Barrier(safewalk.THREADS + 1, timeout=60), threading.Event(), [], set()
+
+    def hold(relpath):
+        # Every thread waits at its first file until the caller is interrupted (then goes on).
+        if threading.get_ident() not in seen:
+            seen.add(threading.get_ident())
+            arrived.wait()
+            release.wait(60)
+
+    class InterruptedJoin(threading.Thread):
+        def join(self, timeout=None):
+            joins.append(self.name)
+            if len(joins) == 1:
+                arrived.wait()  # both threads are in a directory
+                release.set()
+                raise Interrupted
+            return super().join(timeout)
+
+    monkeypatch.setattr(safewalk.threading, "Thread", InterruptedJoin)
+    with pytest.raises(Interrupted):
+        run_policy(policy(tmp_path), trigger=CleanupRun.Trigger.COMMAND, hook=hold)
+    assert not [t for t in threading.enumerate() if t.name.startswith("cleanup-remove-")]  # none left running
+    gone = names - tree(tmp_path)
+    # At most the directory each thread was in, and the next one it took before the stop was set: never all.
+    assert 0 < len({name.split("/")[0] for name in gone}) <= 2 * safewalk.THREADS < 8
