@@ -79,7 +79,7 @@ def test_a_port_edit_waits_for_the_restart(running, admin_client, capsys):
     old, new = running.port, free_port()
     response = admin_client.post(f"/admin/inference/engine/{running.pk}/change/", form(name="edit", port=str(new)),
                                  follow=True)
-    assert f"runs as it was started until it restarts (Restart): port {old} → {new}.</li>" in (
+    assert f"runs as it was started until it restarts (Save and restart, or Restart): port {old} → {new}.</li>" in (
         response.content.decode())
     engine = Engine.objects.get(pk=running.pk)
     assert engine.port == new and engine.pending_restart() == [f"port {old} → {new}"]
