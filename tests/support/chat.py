@@ -43,17 +43,20 @@ def kill_engine() -> None:
         processes.remove_shared_memory(segments)
 
 
-# Module-scoped, for a module outside tests/inference/chat (whose conftest shares one engine among its
-# modules): import these two with `engine`.
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory):
-    return make_demo_model(tmp_path_factory)
+def engine_fixtures(scope: str):
+    """(demo_model, no_engine_left_behind) fixtures of `scope`: a package's conftest.py takes them as "package"
+    to share one engine among its modules (started by the first test that asks for `engine`)."""
 
+    @pytest.fixture(scope=scope, name="demo_model")
+    def model(tmp_path_factory):
+        return make_demo_model(tmp_path_factory)
 
-@pytest.fixture(scope="module", autouse=True)
-def no_engine_left_behind():
-    yield
-    kill_engine()
+    @pytest.fixture(scope=scope, autouse=True, name="no_engine_left_behind")
+    def cleanup():
+        yield
+        kill_engine()
+
+    return model, cleanup
 
 
 @pytest.fixture

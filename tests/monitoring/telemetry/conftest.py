@@ -18,12 +18,4 @@ def _xid_listener_per_test(monkeypatch):
     xid_listener.stop()
 
 
-@pytest.fixture(scope="package")
-def demo_model(tmp_path_factory):
-    return chat_support.make_demo_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="package", autouse=True)
-def no_engine_left_behind():
-    yield
-    chat_support.kill_engine()
+demo_model, no_engine_left_behind = chat_support.engine_fixtures("package")
