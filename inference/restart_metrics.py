@@ -29,6 +29,33 @@ def last_full_restart_seconds(engine_id: int) -> float | None:
     return (ready[1] - left[0]).total_seconds()
 
 
+def restart_history(engine_id: int, limit: int = 20, scan: int = 500) -> list[dict]:
+    """The engine's restarts, newest first, from its last `scan` events: each with when and why it left service
+    (the reason of that event: "restart requested", a crash, a failed soft restart), whether it was soft, and how
+    long it took to be ready again (None while it is not). A stop by an operator and the start after it are no
+    restart, as for last_full_restart_seconds."""
+    events = list(EngineEvent.objects.filter(engine_id=engine_id).order_by("-pk")[:scan])[::-1]
+    restarts, left, soft = [], None, None
+    for event in events:
+        if event.state == S.SOFT_RESTART and event.previous == S.READY:
+            soft = event
+        elif event.previous in IN_SERVICE and event.state not in IN_SERVICE:
+            left, soft = event, None  # out of service: a restart's drain, a crash, a soft restart that fell back
+        elif event.state == S.READY and event.previous == S.SOFT_RESTART and soft is not None:
+            restarts.append({"at": soft.at, "reason": soft.reason, "soft": True,
+                             "seconds": (event.at - soft.at).total_seconds()})
+            soft = None
+        elif event.state == S.READY and event.previous == S.STARTING and left is not None:
+            if left.reason != NOT_A_RESTART:
+                restarts.append({"at": left.at, "reason": left.reason, "soft": False,
+                                 "seconds": (event.at - left.at).total_seconds()})
+            left = None
+    pending = soft or (left if left is not None and left.reason != NOT_A_RESTART else None)
+    if pending is not None:  # under way (or failed): not ready since
+        restarts.append({"at": pending.at, "reason": pending.reason, "soft": pending is soft, "seconds": None})
+    return restarts[::-1][:limit]
+
+
 class RestartCollector:
     def collect(self):
         full = CounterMetricFamily("glmadmin_engine_restarts", "Starts of an engine after its first (full restarts, "

@@ -9,16 +9,17 @@ class MonitoringConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from glmadmin import live as hub
-        from inference import soft_restart
+        from inference import engine_page, soft_restart
 
         from . import deadman, live, watched
         from .models import TelemetrySettings, WatchedFilesystem
-        from .telemetry import remedy, schedule
+        from .telemetry import engine_charts, remedy, schedule
 
         hub.add_part("disks", live.disks, live.DISKS_FALLBACK)
         hub.add_part("telemetry", live.telemetry, live.TELEMETRY_FALLBACK)
         hub.add_fragment("telemetry", live.telemetry_fragment)
         hub.add_part("check heartbeat", deadman.part, deadman.FALLBACK)  # "monitoring stalled since ..."
+        engine_page.add_section(engine_charts.render)  # the engine page's metrics charts
         # After each soft restart: is the engine's GPU memory back to its post-start baseline (NVML per process)?
         soft_restart.restarted_in_place.connect(remedy.memory_after_soft_restart, dispatch_uid="soft-restart-memory")
         # Beat reads its schedule from the database: a new sampling interval moves every host's schedule.
