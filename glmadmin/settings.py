@@ -199,6 +199,10 @@ WHITENOISE_USE_FINDERS = True
 
 # --- monitoring -------------------------------------------------------------
 DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
+# Seconds between disk checks on each host (the beat schedule "Check disk usage on <host>" is created with it;
+# an existing row keeps what the admin says). A check that reads what it read before touches no database, so
+# a crossing reaches the pages about a second after it happens at little cost (monitoring/disk_check.py).
+DISK_CHECK_SECONDS = env_int("GLMADMIN_DISK_CHECK_SECONDS", 1, minimum=1)
 # The dead man's switch (monitoring/deadman.py): no disk check completed for this many check intervals
 # (the beat schedule's) shows "monitoring stalled" on every page and notifies from the web process. 0: off.
 MONITORING_STALLED_AFTER_CHECKS = env_int("GLMADMIN_MONITORING_STALLED_AFTER_CHECKS", 3, minimum=0)

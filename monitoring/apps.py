@@ -27,3 +27,8 @@ class MonitoringConfig(AppConfig):
         # A deleted, disabled or re-pathed filesystem resolves its open incident (and lifts its red pause).
         post_save.connect(watched.on_change, sender=WatchedFilesystem, dispatch_uid="watched-saved")
         post_delete.connect(watched.on_change, sender=WatchedFilesystem, dispatch_uid="watched-deleted")
+        # The disk checks keep the rows between runs: a change makes them read the rows again at their next run.
+        from . import disk_check
+
+        post_save.connect(disk_check.forget_config, sender=WatchedFilesystem, dispatch_uid="watched-config-saved")
+        post_delete.connect(disk_check.forget_config, sender=WatchedFilesystem, dispatch_uid="watched-config-deleted")

@@ -1,24 +1,36 @@
 """Check the watched filesystems and turn readings into incidents.
 
-check_all() is what the beat task (on each host, for that host's filesystems),
-`manage.py check_disk` and the tests run;
-simulate() sends a made-up reading through the same evaluation for
-`manage.py test_alert`.
+check_all() is what `manage.py check_disk` and the tests run: it reads everything afresh from the
+database. The beat task (every DISK_CHECK_SECONDS, 1 s by default, on each host for that host's
+filesystems) runs the same check through a Watcher, which keeps between runs what the database holds
+for this host's filesystems (the rows, their incidents' levels, the open "check stalled" incidents):
+a run whose statvfs says what is known already touches no database and publishes nothing. It writes
+only when a level changes, a "for" duration starts or ends, the usage moved SAMPLE_STEP_POINTS since the
+stored reading, or an error appears or clears. Every SAMPLE_SECONDS (the old check interval) a run is a
+full one again: it re-reads the rows and incidents (a hand-resolved incident is opened again, as before),
+stores a history sample and rewrites the admission flag. A change to a watched filesystem is seen at the
+next run: its save bumps a token in Redis (forget_config).
+
+simulate() sends a made-up reading through the same evaluation for `manage.py test_alert`.
 """
 
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from alerts import admission
 from alerts.incidents import Transition, drive
-from alerts.levels import Level
+from alerts.levels import Level, rank
 from alerts.models import Incident
 from glmadmin import live
 from glmadmin.lib import deadline, disk
+from glmadmin.lib import redis as rd
 
 from . import disk_pending
 from .cleanup import trigger as cleanup_trigger
@@ -31,6 +43,12 @@ DEFAULT_THRESHOLDS = {Level.YELLOW: 85.0, Level.ORANGE: 92.0, Level.RED: 97.0}
 # statvfs answers in microseconds; one that takes seconds is on a hung mount (stale NFS, dead FUSE server).
 STATVFS_SECONDS = 5.0
 STALL_PREFIX = "check:disk:"
+# A full run (rows and incidents re-read, a history sample stored, admission rewritten) at least this often:
+# the history keeps the resolution it had when every check was a full one every 10 s.
+SAMPLE_SECONDS = 10
+# Between full runs, a reading that moved this many points from the stored one is stored (and published):
+# the pages' percentage follows a filling disk without a write per check.
+SAMPLE_STEP_POINTS = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,25 +60,109 @@ class Reading:
     error: str = ""
     stalled: bool = False  # statvfs did not return in time: level and percent are unknown
     pending: disk_pending.Pending | None = None  # a level reached but not held for its duration yet
+    stored: bool = False  # this reading was written to the database (a sample, the row's last reading)
+
+
+@dataclass
+class View:
+    """What the database holds for one host's filesystems, as of `loaded_at` and kept up to date by this
+    process's own writes."""
+
+    token: str | None
+    loaded_at: datetime
+    filesystems: list[WatchedFilesystem]
+    levels: dict[str, str] = field(default_factory=dict)  # open incident's level per source (disk:<path>)
+    stalled: set[str] = field(default_factory=set)  # sources of the open "check stalled" incidents
+    pending: dict[int, str | None] = field(default_factory=dict)  # the level pending per filesystem, if any
+    fresh: bool = True  # the run that loaded it: a full one
+
+    @classmethod
+    def load(cls, filesystems: list[WatchedFilesystem], stalled: set[str], now: datetime,
+             token: str | None = None) -> "View":
+        levels = dict(Incident.objects.open().filter(source__in=[fs.source for fs in filesystems])
+                      .values_list("source", "level"))
+        return cls(token, now, filesystems, levels, stalled)
 
 
 def check_filesystem(fs: WatchedFilesystem, now: datetime | None = None) -> Reading:
+    now = now or timezone.now()
     stalled = set(_open_stalls().filter(source=stall_source(fs)).values_list("source", flat=True))
-    return _check(fs, _start(fs), now or timezone.now(), stalled)
+    return _check(fs, _start(fs), now, View.load([fs], stalled, now))
 
 
 def check_all(now: datetime | None = None) -> list[Reading]:
-    """Check this host's enabled filesystems: statvfs sees only the mounts of the machine it runs on."""
+    """Check this host's enabled filesystems, everything read afresh: statvfs sees only the mounts of the
+    machine it runs on."""
     now = now or timezone.now()
-    host = settings.GLMADMIN_HOST_NAME
+    return _run(_load_view(settings.GLMADMIN_HOST_NAME, now), now)
+
+
+class Watcher:
+    """Runs check_all's check again and again in one process, keeping the View between runs."""
+
+    def __init__(self):
+        self.view: View | None = None
+
+    def run(self, now: datetime | None = None) -> list[Reading]:
+        now = now or timezone.now()
+        token = config_token()
+        view = self.view
+        if (view is None or token is None or view.token != token or not view.loaded_at <= now
+                or (now - view.loaded_at).total_seconds() >= SAMPLE_SECONDS):
+            view = self.view = _load_view(settings.GLMADMIN_HOST_NAME, now, token)
+        else:
+            view.fresh = False
+        return _run(view, now)
+
+
+def _load_view(host: str, now: datetime, token: str | None = None) -> View:
     filesystems = list(WatchedFilesystem.objects.filter(enabled=True, host=host))
-    # Every statvfs starts at once, so their deadlines run together: hung mounts cost one deadline in all.
-    calls = {fs.pk: _start(fs) for fs in filesystems}
     stalled = set(_open_stalls().filter(host=host).values_list("source", flat=True))
-    readings = [_check(fs, calls[fs.pk], now, stalled) for fs in filesystems]
-    unwatched = _resolve_unwatched_stalls(stalled, filesystems)  # this host's stalls only: others check theirs
-    _after_check(any(r.transition for r in readings) or unwatched)
+    return View.load(filesystems, stalled, now, token)
+
+
+def _run(view: View, now: datetime) -> list[Reading]:
+    # Every statvfs starts at once, so their deadlines run together: hung mounts cost one deadline in all.
+    calls = {fs.pk: _start(fs) for fs in view.filesystems}
+    pending_before = dict(view.pending)
+    readings = [_check(fs, calls[fs.pk], now, view) for fs in view.filesystems]
+    changed = any(r.transition for r in readings)
+    if view.fresh:
+        # This host's stalls only: others check theirs.
+        changed |= _resolve_unwatched_stalls(view.stalled, view.filesystems)
+        _after_check(changed)
+    elif changed:
+        _after_check(True)
+    elif any(r.stored for r in readings) or view.pending != pending_before:
+        live.publish()  # a new percentage or a level starting to wait: sent when the pages' state changed
     return readings
+
+
+def config_token() -> str | None:
+    """The token of the watched filesystems' configuration (None while Redis cannot be read: every run is
+    then a full one)."""
+    client = rd.client()
+    try:
+        token = client.get(_token_key())
+        if token is None:  # Redis emptied or restarted: a new token, so every process reads the rows again
+            client.set(_token_key(), uuid.uuid4().hex, nx=True)
+            token = client.get(_token_key())
+    except redis.RedisError as exc:
+        log.warning("disk checks: the configuration token cannot be read (%s)", exc)
+        return None
+    return token
+
+
+def forget_config(**kwargs) -> None:
+    """A watched filesystem changed: every Watcher reads the rows again at its next run (after the commit)."""
+    def bump():
+        rd.client().set(_token_key(), uuid.uuid4().hex)
+
+    transaction.on_commit(bump, robust=True)
+
+
+def _token_key() -> str:
+    return rd.key("disk", "config")
 
 
 def stall_source(fs: WatchedFilesystem) -> str:
@@ -78,34 +180,51 @@ def _what(fs: WatchedFilesystem) -> str:
     return f"statvfs on {fs.path}"
 
 
-def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: datetime,
-           stalled: set[str]) -> Reading:
+def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: datetime, view: View) -> Reading:
     try:
         if isinstance(call, deadline.Stalled):
             raise call
         usage = call.wait(STATVFS_SECONDS, _what(fs))
     except deadline.Stalled as exc:
-        return _stalled(fs, exc)
+        return _stalled(fs, exc, view)
     except OSError as exc:
-        _returned(fs, stalled)
-        return _unreadable(fs, f"cannot read {fs.path}: {exc.strerror or exc}", now)
-    _returned(fs, stalled)
-    DiskSample.objects.create(filesystem=fs, at=now, percent=usage.percent, used_bytes=usage.used_bytes,
-                              total_bytes=usage.total_bytes)
-    WatchedFilesystem.objects.filter(pk=fs.pk).update(last_percent=usage.percent, last_checked_at=now, last_error="")
-    fs.last_percent = usage.percent
-    open_incident = Incident.objects.open().filter(source=fs.source).first()
-    decision = disk_pending.decide(fs, usage.percent, open_incident.level if open_incident else None, now)
-    message = _message(decision.level, usage.percent, fs.path, fs.thresholds().get(decision.level))
-    if decision.held_seconds:
-        message += f" for {decision.held_seconds:.0f} s"
-    transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
-                       value=usage.percent, message=message, host=fs.host)
-    cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
-    return Reading(fs, usage.percent, decision.level, transition, pending=decision.pending)
+        _returned(fs, view)
+        return _unreadable(fs, f"cannot read {fs.path}: {exc.strerror or exc}", now, view)
+    _returned(fs, view)
+    current = view.levels.get(fs.source)
+    if view.fresh or view.pending.get(fs.pk) or rank(fs.level_for(usage.percent, current)) > rank(current):
+        decision = disk_pending.decide(fs, usage.percent, current, now)
+    else:  # same level or lower, nothing waiting: decide() would say so without its Redis round trip
+        decision = disk_pending.Decision(fs.level_for(usage.percent, current), None)
+    view.pending[fs.pk] = decision.pending.level if decision.pending else None
+    transition = None
+    if decision.level != current:
+        message = _message(decision.level, usage.percent, fs.path, fs.thresholds().get(decision.level))
+        if decision.held_seconds:
+            message += f" for {decision.held_seconds:.0f} s"
+        transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
+                           value=usage.percent, message=message, host=fs.host)
+        _known_level(view, fs.source, decision.level)
+        cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
+    stored = (view.fresh or transition is not None or bool(fs.last_error) or fs.last_percent is None
+              or abs(usage.percent - fs.last_percent) >= SAMPLE_STEP_POINTS)
+    if stored:
+        DiskSample.objects.create(filesystem=fs, at=now, percent=usage.percent, used_bytes=usage.used_bytes,
+                                  total_bytes=usage.total_bytes)
+        WatchedFilesystem.objects.filter(pk=fs.pk).update(last_percent=usage.percent, last_checked_at=now,
+                                                          last_error="")
+        fs.last_percent, fs.last_checked_at, fs.last_error = usage.percent, now, ""
+    return Reading(fs, usage.percent, decision.level, transition, pending=decision.pending, stored=stored)
 
 
-def _stalled(fs: WatchedFilesystem, exc: deadline.Stalled) -> Reading:
+def _known_level(view: View, source: str, level: str | None) -> None:
+    if level is None:
+        view.levels.pop(source, None)
+    else:
+        view.levels[source] = level
+
+
+def _stalled(fs: WatchedFilesystem, exc: deadline.Stalled, view: View) -> Reading:
     """statvfs hangs: the check itself is the incident. The disk's own incident keeps its last level (its
     usage is unknown, not better), and the other filesystems are checked as usual."""
     error = str(exc)
@@ -113,16 +232,20 @@ def _stalled(fs: WatchedFilesystem, exc: deadline.Stalled) -> Reading:
         WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error)
         fs.last_error = error
         log.warning("disk %s: %s", fs.label, error)
+    elif stall_source(fs) in view.stalled:
+        return Reading(fs, None, None, None, error, stalled=True)  # known: its incident is open already
     transition = drive(stall_source(fs), Level.ORANGE, kind=Incident.Kind.CHECK,
                        title=f"Check stalled: disk {fs.label} ({fs.path})", value=None,
                        message=f"{error}: its usage is unknown until it does (is the mount hung?)", host=fs.host)
+    view.stalled.add(stall_source(fs))
     return Reading(fs, None, None, transition, error, stalled=True)
 
 
-def _returned(fs: WatchedFilesystem, stalled: set[str]) -> None:
-    if stall_source(fs) in stalled:
+def _returned(fs: WatchedFilesystem, view: View) -> None:
+    if stall_source(fs) in view.stalled:
         drive(stall_source(fs), None, kind=Incident.Kind.CHECK, title="", value=None,
               message=f"{_what(fs)} returns again")
+        view.stalled.discard(stall_source(fs))
 
 
 def _open_stalls():
@@ -140,18 +263,22 @@ def _resolve_unwatched_stalls(stalled: set[str], filesystems: list[WatchedFilesy
     return changed
 
 
-def _unreadable(fs: WatchedFilesystem, error: str, now) -> Reading:
+def _unreadable(fs: WatchedFilesystem, error: str, now, view: View) -> Reading:
     """A path that cannot be read (unmounted, removed, permissions) is an incident: its disk is unwatched.
 
     Orange on the filesystem's own incident: it needs someone, but says nothing about the disk being full,
     so it neither pauses requests (red) nor starts a cleanup. The next good reading carries the incident on
     from the real usage (resolved, or the level the usage calls for).
     """
+    if not view.fresh and fs.last_error == error and view.levels.get(fs.source) == Level.ORANGE:
+        return Reading(fs, None, Level.ORANGE, None, error)  # known, and said already
     log.warning(error)
     WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error, last_checked_at=now)
+    fs.last_error = error
     transition = drive(fs.source, Level.ORANGE, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
                        value=None, message=f"{error}: its usage is unknown, nothing on it is being watched",
                        host=fs.host)
+    _known_level(view, fs.source, Level.ORANGE)
     return Reading(fs, None, Level.ORANGE, transition, error)
 
 

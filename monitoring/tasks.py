@@ -20,6 +20,10 @@ from .telemetry.rules import watchdog as telemetry_watchdog
 
 # --- disks: each host checks its own mounts, in its own alerts queue (alerts.<host>) ---
 
+# One per worker process: what the database holds for this host's disks, kept between the runs (every second).
+_disks = disk_check.Watcher()
+
+
 @shared_task(soft_time_limit=20, time_limit=30)
 def check_disks(host: str | None = None) -> str:
     here = settings.GLMADMIN_HOST_NAME
@@ -28,7 +32,7 @@ def check_disks(host: str | None = None) -> str:
     with single_flight(f"check-disks:{here}", ttl_seconds=60) as acquired:
         if not acquired:
             return "skipped: another check is running"
-        readings = disk_check.check_all()
+        readings = _disks.run()
         deadman.record_check()  # only a run that finished counts: a hung one leaves the heartbeat to age
     return f"checked {len(readings)} filesystem(s) on {here}"
 

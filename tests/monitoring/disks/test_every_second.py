@@ -1,0 +1,116 @@
+"""The check every second: a steady reading touches no database and publishes nothing; a crossing is
+written and published by the very run that sees it; a change to the watched filesystem applies at the next run.
+
+On a real tmpfs, through the Watcher the beat task runs (monitoring.tasks.check_disks).
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from alerts.incidents import resolve_by_hand
+from alerts.models import Incident
+from glmadmin import live
+from monitoring import disk_check
+from monitoring.models import DiskSample, WatchedFilesystem
+from tests.support import tmpfs as tmpfs_support
+from tests.support.tmpfs import fill_to
+
+volume = tmpfs_support.volume
+
+pytestmark = [pytest.mark.privileged, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Every publish the checks make, passed on to the real one: (force, sent)."""
+    calls = []
+    real = live.publish
+
+    def spy(force=False):
+        sent = real(force=force)
+        calls.append((force, sent))
+        return sent
+
+    monkeypatch.setattr(live, "publish", spy)
+    return calls
+
+
+@pytest.fixture
+def watched(no_default_filesystems, volume):
+    return WatchedFilesystem.objects.create(path=str(volume), label="vol", yellow_for_seconds=0,
+                                            orange_for_seconds=0)
+
+
+def test_a_steady_reading_touches_no_database_and_publishes_nothing(watched, published):
+    watcher = disk_check.Watcher()
+    (first,) = watcher.run()  # a full run: rows read, a sample stored, admission written
+    assert first.stored and DiskSample.objects.count() == 1
+    published.clear()
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            (reading,) = watcher.run()
+        assert (reading.level, reading.transition, reading.stored) == (None, None, False)
+        assert [q["sql"] for q in queries.captured_queries] == []
+    assert published == [] and DiskSample.objects.count() == 1
+
+
+def test_a_crossing_is_written_and_published_by_the_run_that_sees_it(watched, volume, published):
+    watcher = disk_check.Watcher()
+    watcher.run()
+    published.clear()
+    fill_to(volume, 93)
+    (reading,) = watcher.run()
+    assert (reading.level, reading.transition.kind) == ("orange", "opened")
+    assert Incident.objects.open().get(source=watched.source).level == "orange"
+    assert published == [(True, True)]  # at once, forced: every open page gets the banner from this run
+    assert WatchedFilesystem.objects.get(pk=watched.pk).last_percent == pytest.approx(reading.percent)
+
+    published.clear()
+    with CaptureQueriesContext(connection) as queries:
+        (again,) = watcher.run()  # still orange: known, nothing to write
+    assert (again.transition, queries.captured_queries, published) == (None, [], [])
+
+
+def test_a_reading_that_moved_is_stored_and_published(watched, volume, published):
+    watcher = disk_check.Watcher()
+    (before,) = watcher.run()
+    published.clear()
+    fill_to(volume, 40)  # no threshold, but the pages' percentage is out of date
+    (reading,) = watcher.run()
+    assert reading.transition is None and reading.stored
+    assert WatchedFilesystem.objects.get(pk=watched.pk).last_percent == pytest.approx(reading.percent)
+    assert reading.percent - before.percent >= disk_check.SAMPLE_STEP_POINTS
+    assert published == [(False, True)]
+    assert DiskSample.objects.count() == 2
+
+
+def test_a_changed_threshold_applies_at_the_next_run(watched, volume):
+    fill_to(volume, 50)
+    watcher = disk_check.Watcher()
+    assert watcher.run()[0].level is None
+    watched.orange_percent, watched.yellow_percent = 45, 40
+    watched.save()  # as the admin does: the rows are read again at the next run, not at the next full one
+    (reading,) = watcher.run()
+    assert (reading.level, reading.transition.kind) == ("orange", "opened")
+
+
+def test_a_hand_resolved_incident_opens_again_at_the_next_full_run(watched, volume, time_machine,
+                                                                     django_user_model):
+    time_machine.move_to(timezone.now(), tick=False)
+    fill_to(volume, 93)
+    watcher = disk_check.Watcher()
+    assert watcher.run()[0].transition.kind == "opened"
+    incident = Incident.objects.open().get(source=watched.source)
+    resolve_by_hand(incident, django_user_model.objects.create_user("op"), "cleaned up, I think")
+    # The runs in between go by what they know (orange)...
+    assert watcher.run()[0].transition is None
+    assert not Incident.objects.open().filter(source=watched.source).exists()
+    # ... and the next full run reads the incidents again: the disk is still at orange.
+    time_machine.shift(timedelta(seconds=disk_check.SAMPLE_SECONDS))
+    (reading,) = watcher.run()
+    assert (reading.level, reading.transition.kind) == ("orange", "opened")
+    assert Incident.objects.open().get(source=watched.source).pk != incident.pk
