@@ -22,17 +22,33 @@ shown() turns a name into text for people, and only records and messages use it.
 The one window left is a directory *moved* elsewhere between being opened and
 a file in it being unlinked; that needs write access to the tree's own
 directories, which is the owner's, not an attacker's.
+
+A big tree is walked by two processes: the walk lists the top of the tree
+breadth first until a level holds UNITS directories, then walks those subtrees
+one after another, and once it has met HELPER_FROM files it starts a helper
+process (this module, in a fresh `python -I -S`) that takes subtrees from the
+same queue. The helper is handed the root's open descriptor (no path is
+resolved again), reaches each subtree from it as the removal does (component by
+component, O_NOFOLLOW, each the inode recorded, on the root's mount) and runs
+the same _Walk code with the same mount table, so every check above holds in
+it too. A second process rather than a thread: the walk is one lstat per name,
+and threads would pass the one GIL back and forth around every call (measured:
+no faster than one). If the helper fails, the walk does its subtrees itself.
 """
 
+import marshal
 import math
 import os
 import stat
+import struct
+import sys
 import threading
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from . import mounts, openfiles
 
@@ -45,6 +61,14 @@ FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CL
 # journal, and with the GIL released there the other thread checks and removes in another directory.
 THREADS, PARALLEL_FROM = 2, 2000
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+# The walk's helper process (see the module's docstring): started once this many files are met, with subtrees
+# cut at the first level of UNITS directories or more, in at most MAX_CHUNKS queue records of 8 bytes (2 KiB:
+# one atomic write that never blocks, even on a pipe shrunk to one page).
+HELPER_FROM, UNITS, MAX_CHUNKS = 10_000, 8, 256
+HELPER_PYTHON = sys.executable
+HELPER_BASE = 1 << 40  # the helper numbers its directories from here: its records need no renumbering
+_CHUNK = struct.Struct("=II")  # a queue record: a range of the units list
+Helper = Literal["auto", "off", "all"]
 
 
 class Skip:
@@ -100,7 +124,7 @@ class Scan:
     root: str
     dev: int
     mount_id: int = 0
-    dirs: list[Dir] = field(default_factory=list)
+    dirs: dict[int, Dir] = field(default_factory=dict)  # by index: 0 the root, HELPER_BASE up the helper's
     # (dir index, name, ino, bytes on disk, age stamp = max(mtime, ctime))
     files: list[tuple[int, str, int, int, float]] = field(default_factory=list)
     young: int = 0  # regular files newer than the walk's cutoff: counted, not listed
@@ -140,35 +164,103 @@ def open_root(root: str) -> int:
     return fd
 
 
-def scan(root: str, protected: set[str] = frozenset(), older_than: float = math.inf) -> Scan:
+def scan(root: str, protected: set[str] = frozenset(), older_than: float = math.inf, *,
+         helper: Helper = "auto") -> Scan:
     """Every regular file under root on root's own mount (relative paths in `protected` are not entered).
 
     Files whose age stamp is after older_than are only counted and measured: a cleanup never needs them one by
     one, and not building their records is a good part of what a 200,000-file walk costs.
+
+    helper: "auto" starts the helper process once the tree proves big, "off" never, "all" at once and leaves
+    every subtree to it (tests use "all" to run every check in the helper).
     """
     root_fd = open_root(root)
     try:
         st = os.fstat(root_fd)
         result = Scan(root=root, dev=st.st_dev, mount_id=mounts.mount_id(root_fd))
-        result.dirs.append(Dir(-1, "", st.st_ino, ""))
-        _Walk(result, protected, mounts.below(root), older_than).walk(root_fd, 0)
+        mounted = {parent: {name: mount.describe() for name, mount in here.items()}
+                   for parent, here in mounts.below(root).items()}
+        walk = _Walk(result, protected, mounted, older_than, first_index=0)
+        walk.add_dir(-1, "", st.st_ino, "")
+        chain = _Chain(result, root_fd)
+        try:
+            units = walk.split(chain)
+            if units:
+                _share(walk, chain, units, helper if HELPER_PYTHON else "off")
+        finally:
+            chain.close()
     finally:
         os.close(root_fd)
     return result
 
 
 class _Walk:
-    def __init__(self, result: Scan, protected, mounted: dict, older_than: float):
+    def __init__(self, result: Scan, protected, mounted: dict[str, dict[str, str]], older_than: float,
+                 first_index: int):
         self.result, self.protected, self.mounted, self.older_than = result, protected, mounted, older_than
+        self.next_index = first_index
+
+    def add_dir(self, parent: int, name: str, ino: int, relpath: str) -> int:
+        index = self.next_index
+        self.next_index += 1
+        self.result.dirs[index] = Dir(parent, name, ino, relpath)
+        return index
+
+    def split(self, chain: "_Chain") -> list[int]:
+        """Lists the top of the tree breadth first until a level holds UNITS directories or more, and returns
+        that level: directories opened, checked and recorded, not yet listed; the subtrees the walk shares out.
+        """
+        level = [0]
+        while level and len(level) < UNITS:
+            below = []
+            for index in level:
+                fd = self.reopen(chain, index)
+                if fd is None:
+                    continue
+                base = self.result.dirs[index].relpath
+                for name in self.list_dir(fd, index):
+                    opened = self.enter(fd, index, base, name)
+                    if opened:
+                        os.close(opened[0])
+                        below.append(opened[1])
+            level = below
+        return level
+
+    def walk_unit(self, chain: "_Chain", index: int) -> None:
+        """The whole subtree of a directory recorded by split()."""
+        fd = self.reopen(chain, index)
+        if fd is not None:
+            self.walk(fd, index)
+
+    def reopen(self, chain: "_Chain", index: int) -> int | None:
+        """A recorded directory's descriptor, reached again from the root; None (an error noted) if it moved."""
+        try:
+            return chain.dir_fd(index)
+        except OSError as exc:
+            self.result.errors.append((shown(self.result.dirs[index].relpath or "."), exc.strerror or str(exc)))
+            return None
 
     def walk(self, fd: int, index: int) -> None:
+        base = self.result.dirs[index].relpath
+        for name in self.list_dir(fd, index):
+            opened = self.enter(fd, index, base, name)
+            if opened:
+                child, child_index = opened
+                try:
+                    self.walk(child, child_index)
+                finally:
+                    os.close(child)
+
+    def list_dir(self, fd: int, index: int) -> list[str]:
+        """Counts, measures and (if old enough) lists the files of directory index (open as fd); returns the
+        names of its subdirectories."""
         result = self.result
         base = result.dirs[index].relpath
         try:
             names = os.listdir(fd)
         except OSError as exc:
             result.errors.append((shown(base or "."), exc.strerror or str(exc)))
-            return
+            return []
         mounted_here = self.mounted.get(base)
         if mounted_here:  # the table's mount points in this directory: noted, never stat'ed or entered
             names = self.drop_mounts(base, names, mounted_here)
@@ -181,7 +273,7 @@ class _Walk:
                 result.errors.append((shown(f"{base}/{name}" if base else name), exc.strerror or str(exc)))
                 continue
             if st.st_mode & _S_IFMT != _S_IFREG or st.st_dev != dev:
-                self.not_a_file(base, name, st, subdirs)
+                self.not_a_file(name, st, subdirs)
                 continue
             blocks = st.st_blocks
             size += blocks
@@ -194,17 +286,16 @@ class _Walk:
                 young += 1
         result.total_bytes += size * 512
         result.young += young
-        for name in subdirs:
-            self.enter(fd, index, base, name)
+        return subdirs
 
-    def drop_mounts(self, base: str, names: list[str], mounted_here: dict) -> list[str]:
+    def drop_mounts(self, base: str, names: list[str], mounted_here: dict[str, str]) -> list[str]:
         """names without the mount points among them (directories and single files alike), each noted."""
         for name in names:
             if name in mounted_here:
-                self.note_mount(base, name, mounted_here[name].describe())
+                self.note_mount(base, name, mounted_here[name])
         return [name for name in names if name not in mounted_here]
 
-    def not_a_file(self, base: str, name: str, st: os.stat_result, subdirs: list[str]) -> None:
+    def not_a_file(self, name: str, st: os.stat_result, subdirs: list[str]) -> None:
         """A directory joins subdirs; anything else that is not a file of the root's own is counted."""
         if stat.S_ISDIR(st.st_mode):
             subdirs.append(name)
@@ -215,18 +306,20 @@ class _Walk:
         else:
             self.result.skip(Skip.OTHER_FS)
 
-    def enter(self, fd: int, index: int, base: str, name: str) -> None:
+    def enter(self, fd: int, index: int, base: str, name: str) -> tuple[int, int] | None:
+        """Opens subdirectory name of directory index (open as fd) and records it: (its descriptor, its index),
+        or None when it is not to be walked (protected, another mount or filesystem, gone: counted or noted)."""
         result = self.result
         relpath = f"{base}/{name}" if base else name
         if relpath in self.protected:
             result.skip(Skip.PROTECTED)
-            return
+            return None
         try:
             child = os.open(name, DIR_FLAGS, dir_fd=fd)
         except OSError as exc:
-            # ELOOP/ENOTDIR: it became a symlink since scandir saw it.
+            # ELOOP/ENOTDIR: it became a symlink since it was listed.
             result.errors.append((shown(relpath), exc.strerror or str(exc)))
-            return
+            return None
         try:
             st = os.fstat(child)
             if mounts.mount_id(child) != result.mount_id:
@@ -234,14 +327,209 @@ class _Walk:
             elif st.st_dev != result.dev:
                 result.skip(Skip.OTHER_FS)
             else:
-                result.dirs.append(Dir(index, name, st.st_ino, relpath))
-                self.walk(child, len(result.dirs) - 1)
-        finally:
+                return child, self.add_dir(index, name, st.st_ino, relpath)
+        except BaseException:
             os.close(child)
+            raise
+        os.close(child)
+        return None
 
     def note_mount(self, base: str, name: str, what: str) -> None:
         self.result.skip(Skip.MOUNT)
         self.result.notes.append((shown(f"{base}/{name}" if base else name), f"{what}: not entered"))
+
+
+class _Chain:
+    """Descriptors of a scan's directories, each reached from the root's descriptor component by component.
+
+    Every directory opened must still be the inode the scan recorded, on the root's filesystem and mount. The
+    descriptors from the root down to the last directory asked for are kept (callers go directory by
+    directory); the root's own descriptor belongs to the caller.
+    """
+
+    def __init__(self, scan_result: Scan, root_fd: int):
+        self.scan = scan_result
+        self._stack: list[tuple[int, int]] = [(0, root_fd)]  # (dir index, fd) from the root down
+
+    def close(self) -> None:
+        for _, fd in self._stack[1:]:
+            os.close(fd)
+        del self._stack[1:]
+
+    def dir_fd(self, index: int) -> int:
+        """The descriptor of scanned directory `index`; raises OSError if it moved or changed."""
+        if self._stack[-1][0] == index:
+            return self._stack[-1][1]  # the directory of the previous file (files are removed directory by directory)
+        chain = []
+        while index != -1:
+            chain.append(index)
+            index = self.scan.dirs[index].parent
+        chain.reverse()
+        keep = 0
+        while keep < len(self._stack) and keep < len(chain) and self._stack[keep][0] == chain[keep]:
+            keep += 1
+        keep = max(keep, 1)  # the root's descriptor stays
+        for _, fd in self._stack[keep:]:
+            os.close(fd)
+        del self._stack[keep:]
+        for index in chain[keep:]:
+            d = self.scan.dirs[index]
+            fd = os.open(d.name, DIR_FLAGS, dir_fd=self._stack[-1][1])
+            st = os.fstat(fd)
+            if st.st_ino != d.ino or st.st_dev != self.scan.dev or mounts.mount_id(fd) != self.scan.mount_id:
+                os.close(fd)
+                raise OSError(f"{shown(d.relpath)} was replaced (or mounted over) during the run")
+            self._stack.append((index, fd))
+        return self._stack[-1][1]
+
+
+def _share(walk: _Walk, chain: _Chain, units: list[int], helper: Helper) -> None:
+    """Walks the subtrees of units, with the helper process taking some (or, with "all", every one) of them.
+
+    The queue is a pipe holding one record per chunk of units, written whole before anyone reads: whoever
+    reads a record walks its chunk. What the helper took and did not bring back (it failed) is walked here.
+    """
+    size = -(-len(units) // MAX_CHUNKS)
+    chunks = [(start, min(start + size, len(units))) for start in range(0, len(units), size)]
+    queue, writer = os.pipe()
+    started = None
+    try:
+        os.write(writer, b"".join(_CHUNK.pack(*chunk) for chunk in chunks))  # < PIPE_BUF: whole, never blocks
+        os.close(writer)
+        done: set[int] = set()
+        if helper == "all":
+            started = _Started(walk, chain, units, chunks, queue)
+        else:
+            result = walk.result
+            while record := os.read(queue, _CHUNK.size):
+                start, end = _CHUNK.unpack(record)
+                for index in units[start:end]:
+                    walk.walk_unit(chain, index)
+                done.add(start)
+                if (started is None and helper == "auto" and len(result.files) + result.young >= HELPER_FROM
+                        and len(chunks) - len(done) >= 2):
+                    started = _Started(walk, chain, units, chunks, queue)
+        if started:
+            done |= started.collect(walk.result)
+        for start, end in chunks:  # the helper's, when it failed
+            if start not in done:
+                for index in units[start:end]:
+                    walk.walk_unit(chain, index)
+    finally:
+        os.close(queue)
+        if started:
+            started.stop()
+
+
+_BOOT = """import sys, types
+package, lib = sys.argv[1], sys.argv[2]
+parts = package.split(".")
+for n in range(1, len(parts) + 1):  # the packages as bare namespaces: their __init__ (Django, Celery) not run
+    module = types.ModuleType(".".join(parts[:n]))
+    module.__path__ = [lib.rsplit("/", len(parts) - n)[0]]
+    sys.modules[module.__name__] = module
+__import__(package + ".safewalk", fromlist=["_"])._helper_main(sys.argv[3:])
+"""
+
+
+class _Started:
+    """The helper process: started with the root's descriptor, the queue and what it needs of the scan."""
+
+    def __init__(self, walk: _Walk, chain: _Chain, units: list[int], chunks: list[tuple[int, int]], queue: int):
+        result = walk.result
+        needed = set()  # the units and the directories above them: what the helper must reach them through
+        for index in units:
+            while index != -1 and index not in needed:
+                needed.add(index)
+                index = result.dirs[index].parent
+        payload = marshal.dumps((result.root, result.dev, result.mount_id, walk.older_than, set(walk.protected),
+                                 walk.mounted, [(i, *result.dirs[i]) for i in sorted(needed)], units))
+        import subprocess  # here: the helper process itself starts faster without it (and without logging)
+
+        self.proc = None
+        holder = os.memfd_create("safewalk-helper", os.MFD_CLOEXEC)  # read at the helper's pace: no blocking
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(holder, view):]
+            os.lseek(holder, 0, os.SEEK_SET)
+            root_fd = chain._stack[0][1]
+            self.proc = subprocess.Popen(
+                [HELPER_PYTHON, "-I", "-S", "-c", _BOOT, __package__, os.path.dirname(os.path.abspath(__file__)),
+                 str(root_fd), str(queue), str(holder)],
+                pass_fds=(root_fd, queue, holder), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+        except OSError as exc:
+            _log().warning("the walk's helper process did not start (%s): walking alone", exc)
+        finally:
+            os.close(holder)
+
+    def collect(self, result: Scan) -> set[int]:
+        """Adds what the helper found to result; returns the chunks (by start) it walked, none if it failed."""
+        if self.proc is None:
+            return set()
+        out, err = self.proc.communicate()  # both pipes at once: a long stderr cannot stall the helper
+        if self.proc.returncode or not out:
+            _log().warning("the walk's helper process failed (exit %s): walking its part here; %s",
+                        self.proc.returncode, err[-2000:].decode(errors="replace"))
+            return set()
+        done, dirs, columns, young, total, skipped, errors, notes = marshal.loads(out)
+        result.dirs.update((index, Dir(*rest)) for index, *rest in dirs)
+        indices, names, inos, sizes, ages = columns
+        result.files += zip(_array("q", indices), names.split("\0") if names else (), _array("q", inos),
+                            _array("q", sizes), _array("d", ages), strict=True)
+        result.young += young
+        result.total_bytes += total
+        for why, count in skipped.items():
+            result.skip(why, count)
+        result.errors += errors
+        result.notes += notes
+        return set(done)
+
+    def stop(self) -> None:
+        """Ends the helper if it is still running (the caller was interrupted)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def _log():
+    import logging
+
+    return logging.getLogger(__name__)
+
+
+def _array(kind: str, raw: bytes) -> array:
+    values = array(kind)
+    values.frombytes(raw)
+    return values
+
+
+def _helper_main(argv: list[str]) -> None:
+    """The helper process: walks the chunks it takes from the queue; writes what it found to stdout."""
+    root_fd, queue, holder = map(int, argv)
+    with os.fdopen(holder, "rb") as fh:
+        root, dev, mount_id, older_than, protected, mounted, dirs, units = marshal.loads(fh.read())
+    result = Scan(root=root, dev=dev, mount_id=mount_id)
+    result.dirs = {index: Dir(*rest) for index, *rest in dirs}
+    walk = _Walk(result, protected, mounted, older_than, first_index=HELPER_BASE)
+    chain = _Chain(result, root_fd)
+    done = []
+    while record := os.read(queue, _CHUNK.size):
+        start, end = _CHUNK.unpack(record)
+        for index in units[start:end]:
+            walk.walk_unit(chain, index)
+        done.append(start)
+    chain.close()
+    files = result.files
+    # Columns, not tuples: the main process rebuilds 100,000s of tuples from arrays in C (marshal's tuples of
+    # floats load three times slower). Names cannot hold NUL; marshal keeps their surrogate escapes.
+    columns = (array("q", [f[0] for f in files]).tobytes(), "\0".join([f[1] for f in files]),
+               array("q", [f[2] for f in files]).tobytes(), array("q", [f[3] for f in files]).tobytes(),
+               array("d", [f[4] for f in files]).tobytes())
+    new_dirs = [(index, *d) for index, d in result.dirs.items() if index >= HELPER_BASE]
+    sys.stdout.buffer.write(marshal.dumps((done, new_dirs, columns, result.young, result.total_bytes,
+                                           result.skipped, result.errors, result.notes)))
 
 
 class Held:
@@ -270,45 +558,26 @@ class Remover:
         self.scan = scan_result
         self.hook = hook
         self.all_seen = all_seen
-        self._stack: list[tuple[int, int]] = []  # (dir index, fd) from the root down
+        self._root_fd: int | None = None
+        self._chain: _Chain | None = None
 
     def __enter__(self):
         fd = open_root(self.scan.root)
         if os.fstat(fd).st_ino != self.scan.dirs[0].ino:
             os.close(fd)
             raise OSError(f"{shown(self.scan.root)} was replaced during the run")
-        self._stack = [(0, fd)]
+        self._root_fd, self._chain = fd, _Chain(self.scan, fd)
         return self
 
     def __exit__(self, *exc):
-        for _, fd in self._stack:
-            os.close(fd)
-        self._stack = []
+        if self._chain is not None:
+            self._chain.close()
+            os.close(self._root_fd)
+        self._root_fd = self._chain = None
 
     def dir_fd(self, index: int) -> int:
         """The descriptor of scanned directory `index`; raises OSError if it moved or changed."""
-        if self._stack[-1][0] == index:
-            return self._stack[-1][1]  # the directory of the previous file (files are removed directory by directory)
-        chain = []
-        while index != -1:
-            chain.append(index)
-            index = self.scan.dirs[index].parent
-        chain.reverse()
-        keep = 0
-        while keep < len(self._stack) and keep < len(chain) and self._stack[keep][0] == chain[keep]:
-            keep += 1
-        for _, fd in self._stack[keep:]:
-            os.close(fd)
-        del self._stack[keep:]
-        for index in chain[keep:]:
-            d = self.scan.dirs[index]
-            fd = os.open(d.name, DIR_FLAGS, dir_fd=self._stack[-1][1])
-            st = os.fstat(fd)
-            if st.st_ino != d.ino or st.st_dev != self.scan.dev or mounts.mount_id(fd) != self.scan.mount_id:
-                os.close(fd)
-                raise OSError(f"{shown(d.relpath)} was replaced (or mounted over) during the run")
-            self._stack.append((index, fd))
-        return self._stack[-1][1]
+        return self._chain.dir_fd(index)
 
     def remove_dir(self, dir_index: int, files: list[tuple], not_after: float
                    ) -> tuple[list[tuple], dict[str, int], list[tuple[tuple, OSError]]]:
