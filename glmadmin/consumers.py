@@ -1,3 +1,5 @@
+from urllib.parse import parse_qs
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -21,14 +23,17 @@ class LiveConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=SIGNED_OUT)
             return
+        # A page with cards of its own (the dashboard) asks for them; any other page gets the shared parts.
+        page = parse_qs(self.scope.get("query_string", b"").decode()).get("page", [None])[0]
+        self.page = page if page in live.pages() else None
         await self.bind_session()
-        await self.channel_layer.group_add(live.GROUP, self.channel_name)
+        await self.channel_layer.group_add(live.group(self.page), self.channel_name)
         await self.accept()
-        await self.send_json(await database_sync_to_async(live.message)())
+        await self.send_json(await database_sync_to_async(live.message)(page=self.page))
 
     async def disconnect(self, code):
         await self.unbind_session()
-        await self.channel_layer.group_discard(live.GROUP, self.channel_name)
+        await self.channel_layer.group_discard(live.group(getattr(self, "page", None)), self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         pass  # the protocol is server to browser only

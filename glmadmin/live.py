@@ -12,6 +12,12 @@ missed messages (channels_redis drops them for a full channel) is right again
 with the next one, and a (re)connecting browser first gets the current state.
 The HTML fragments are rendered by the same templates the pages use, so there
 is one way to draw a banner.
+
+A page may have fragments of its own (the dashboard's cards): its browsers join
+a group of their own ("live.<page>") and get the shared fragments and the page's;
+every other page gets only the shared ones, so a chat page never carries the
+dashboard. Each publish renders every fragment once, whatever the number of
+open pages, and sends only when what the pages would show changed.
 """
 
 import hashlib
@@ -46,8 +52,24 @@ def add_part(name: str, part: Callable[[], dict], fallback: dict) -> None:
     _parts[name] = (part, fallback)
 
 
-def add_fragment(name: str, render: Callable[[dict], str]) -> None:
-    _fragments[name] = render
+# page -> its own fragments, sent only to browsers showing that page.
+_page_fragments: dict[str, dict[str, Callable[[dict], str]]] = {}
+
+
+def add_fragment(name: str, render: Callable[[dict], str], page: str | None = None) -> None:
+    """Add an HTML fragment of every page, or only of `page` (its browsers connect with ?page=<page>)."""
+    if page is None:
+        _fragments[name] = render
+    else:
+        _page_fragments.setdefault(page, {})[name] = render
+
+
+def pages() -> list[str]:
+    return list(_page_fragments)
+
+
+def group(page: str | None = None) -> str:
+    return GROUP if page is None else f"{GROUP}.{page}"
 
 
 def state() -> dict:
@@ -64,22 +86,33 @@ def state() -> dict:
     return current
 
 
-def message(current: dict | None = None) -> dict:
+def message(current: dict | None = None, page: str | None = None) -> dict:
     current = state() if current is None else current
+    renders = {**_fragments, **_page_fragments.get(page, {})} if page in _page_fragments else _fragments
     return {"type": "state", "state": current,
-            "html": {name: render(current) for name, render in _fragments.items()}}
+            "html": {name: render(current) for name, render in renders.items()}}
 
 
 def publish(force: bool = False) -> bool:
-    """Send the current state to every open page, if it changed since the last send."""
+    """Send the current state to every open page, if it changed since the last send.
+
+    The digest covers the rendered fragments too: a card can change without the state (an engine's probe
+    time, a notification sent), and a publish that would show nothing new sends nothing.
+    """
     current = state()
-    digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()
+    shared = message(current)
+    own = {page: {**shared, "html": {**shared["html"], **{name: render(current) for name, render in renders.items()}}}
+           for page, renders in _page_fragments.items()}
+    everything = {"shared": shared, **{page: msg["html"] for page, msg in own.items()}}
+    digest = hashlib.sha256(json.dumps(everything, sort_keys=True).encode()).hexdigest()
     previous = rd.client().set(rd.key("live", "digest"), digest, get=True)
     if previous == digest and not force:
         return False
+    now = time.time()
+    send = async_to_sync(get_channel_layer().group_send)
     # Encoded once here rather than once per open page by each consumer.
-    text = json.dumps({**message(current), "published_at": time.time()})
-    async_to_sync(get_channel_layer().group_send)(GROUP, {"type": "live.state", "text": text})
+    for page, msg in ((None, shared), *own.items()):
+        send(group(page), {"type": "live.state", "text": json.dumps({**msg, "published_at": now})})
     return True
 
 

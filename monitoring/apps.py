@@ -11,13 +11,13 @@ class MonitoringConfig(AppConfig):
         from glmadmin import live as hub
         from inference import engine_page, soft_restart
 
-        from . import deadman, live, watched
+        from . import dashboard, deadman, live, watched
         from .models import TelemetrySettings, WatchedFilesystem
         from .telemetry import engine_charts, remedy, schedule
 
         hub.add_part("disks", live.disks, live.DISKS_FALLBACK)
         hub.add_part("telemetry", live.telemetry, live.TELEMETRY_FALLBACK)
-        hub.add_fragment("telemetry", live.telemetry_fragment)
+        dashboard.register(hub)  # the dashboard's cards, telemetry among them, sent to open dashboards only
         hub.add_part("check heartbeat", deadman.part, deadman.FALLBACK)  # "monitoring stalled since ..."
         engine_page.add_section(engine_charts.render)  # the engine page's metrics charts
         # After each soft restart: is the engine's GPU memory back to its post-start baseline (NVML per process)?

@@ -3,7 +3,6 @@
 import time
 
 from django.db.models import Sum
-from django.template.loader import render_to_string
 
 from . import disk_pending
 from .models import CleanupPolicy, WatchedFilesystem
@@ -39,7 +38,3 @@ def disks() -> dict:
 def telemetry() -> dict:
     # GPUs, engine metrics and charts: read from what the sampler left in Redis, never measured here.
     return {"telemetry": telemetry_panel.state()}
-
-
-def telemetry_fragment(current: dict) -> str:
-    return render_to_string("partials/telemetry.html", telemetry_panel.context(current["telemetry"]))

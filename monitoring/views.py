@@ -8,29 +8,22 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from alerts.models import Incident
+from glmadmin.context_processors import live_state
 from inference.models import Engine
 
+from . import dashboard as dashboard_cards
 from .cleanup import service as cleanup_service
-from .models import CleanupRun, WatchedFilesystem
+from .models import CleanupRun
 from .telemetry import access as telemetry_access
-from .telemetry import charts as telemetry_charts
 from .telemetry import diagnose
 from .telemetry import exporter as telemetry_exporter
 
 
 def dashboard(request):
-    filesystems = list(WatchedFilesystem.objects.all())
-    sparklines = telemetry_charts.disk_sparklines(filesystems)
-    for fs in filesystems:
-        fs.sparkline = sparklines.get(fs.pk, "")
-    history = Incident.objects.select_related("acknowledged_by").prefetch_related("events__user")[:50]
+    # Every card is drawn by the function the live publish uses (monitoring/dashboard.py), from one state.
+    current = live_state(request)["live"]
     return render(request, "monitoring/dashboard.html", {
-        "filesystems": filesystems,
-        "open_incidents": Incident.objects.open().select_related("acknowledged_by"),
-        "history": history,
-        "telemetry_charts": telemetry_charts.cached(),
-    })
+        "cards": dashboard_cards.cards(current, request), "can": dashboard_cards.can(request.user)})
 
 
 @require_GET

@@ -1,5 +1,11 @@
 """The dashboard's telemetry charts: SVG paths drawn on the server from the stored series.
 
+Server-drawn SVG rather than a charting library: the lines, axes and
+threshold lines are drawn once per cycle for every open page, arrive in the
+live message like any other card, and need no third-party JavaScript in the
+repository (nor a CDN). The values on hover are the bucket averages the lines
+are drawn from (each line's "values"), shown by a few lines of charts.js.
+
 Samples are averaged into fixed time buckets, so a chart costs the same
 whatever the sampling interval; the last hour reads the raw samples, the last
 day the 1-minute averages. Charts are computed once per cycle by the sampler
@@ -100,12 +106,19 @@ def build(range_name: str, now=None) -> list[dict]:
         subjects = data.get(metric.key, {})
         averaged = {label: _buckets(points, start, span, buckets) for label, points in sorted(subjects.items())}
         top = 100.0 if metric.percent else _nice_max(v for b in averaged.values() for v in b.values())
-        lines = [{"label": label, "path": _path(by_bucket, buckets, top), "last": _last(subjects[label])}
+        lines = [{"label": label, "path": _path(by_bucket, buckets, top), "last": _last(subjects[label]),
+                  "values": [_round(by_bucket.get(b)) for b in range(buckets)]}
                  for label, by_bucket in averaged.items()]
         drawn = [{**line, "colour": i % COLOURS} for i, line in enumerate(line for line in lines if line["path"])]
         charts.append({"key": metric.key, "title": metric.title, "unit": metric.unit, "max": top,
-                       "range": range_name, "lines": drawn})
+                       "range": range_name, "lines": drawn, "start": start.timestamp(),
+                       "span": span.total_seconds(), "buckets": buckets})
     return charts
+
+
+def _round(value: float | None) -> float | None:
+    """Three significant digits: what a hover shows, and a small live message."""
+    return None if value is None else float(f"{value:.3g}")
 
 
 def _buckets(points, start, span, buckets) -> dict[int, float]:

@@ -10,7 +10,7 @@ from django.utils import timezone
 from inference.models import Engine
 
 from ..models import TelemetrySettings
-from . import charts, latest
+from . import chart_view, charts, latest
 
 STALE_AFTER_CYCLES = 3
 
@@ -81,4 +81,4 @@ def _engine(reading, names, host: str) -> dict:
 
 def context(telemetry: dict) -> dict:
     """What partials/telemetry.html draws: the state and the charts the sampler left."""
-    return {"telemetry": telemetry, "charts": charts.cached()}
+    return {"telemetry": telemetry, "charts": chart_view.decorate(charts.cached())}

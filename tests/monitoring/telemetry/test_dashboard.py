@@ -83,7 +83,7 @@ def test_a_page_before_the_first_sample(admin_client):
 @pytest.mark.django_db(transaction=True)
 async def test_cycles_reach_open_pages_and_nothing_is_sent_twice(django_user_model, nvml, quiet_rules):
     cookie = await session_cookie(django_user_model)
-    ws = WebsocketCommunicator(application, "/ws/live/", headers=[ORIGIN, cookie])
+    ws = WebsocketCommunicator(application, "/ws/live/?page=dashboard", headers=[ORIGIN, cookie])
     assert (await ws.connect())[0]
     first = await ws.receive_json_from(timeout=30)
     assert "Not sampled yet" in first["html"]["telemetry"]
