@@ -53,7 +53,8 @@ def may_read_log(user) -> bool:
 
 def configuration(engine: Engine) -> list[dict]:
     """Each launch field: what the row says (desired), what the process runs with, and whether they differ.
-    Values that look like secrets (an HF_TOKEN in the environment) are hidden, as in the audit trail."""
+    Secrets (an HF_TOKEN in the environment, the value of an --api-key argument) are hidden, as in the audit
+    trail; plain fields are shown as they are (a long model name is no token)."""
     running = bool(engine.pid and engine.running_config)
     rows = []
     for name in LAUNCH_FIELDS:
@@ -66,15 +67,27 @@ def configuration(engine: Engine) -> list[dict]:
 
 
 def _shown(name: str, value) -> str:
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # the environment: a token is a value (HF_TOKEN=...)
         value = {key: audit.HIDDEN if audit.looks_secret(key, v) else v for key, v in value.items()}
-    elif audit.looks_secret(name, value):
-        return audit.HIDDEN
+    elif isinstance(value, list):  # extra arguments: the value after (or in) a flag named like a secret
+        value = [_hide_argument(value[i - 1] if i else None, item) for i, item in enumerate(value)]
     if value is None or value in ("", [], {}):
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
+
+
+def _hide_argument(previous, item):
+    if not isinstance(item, str):
+        return item
+    flag, equals, _ = item.partition("=")
+    if equals and flag.startswith("-") and audit.is_secret_name(flag):
+        return f"{flag}={audit.HIDDEN}"
+    secret_flag = isinstance(previous, str) and previous.startswith("-") and "=" not in previous
+    if secret_flag and audit.is_secret_name(previous):
+        return audit.HIDDEN
+    return item
 
 
 def log_tail(engine: Engine) -> dict:

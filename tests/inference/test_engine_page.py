@@ -42,15 +42,21 @@ def test_the_page_shows_history_restarts_configuration_trail_and_actions(admin_c
     events(engine, (0, S.STARTING, S.STOPPED, "starting"), (40, S.READY, S.STARTING, "ready; one-token probe 9 ms"),
            (100, S.DRAINING, S.READY, "restart requested"), (103, S.STOPPED, S.DRAINING, "stopped"),
            (104, S.STARTING, S.STOPPED, "starting"), (151.5, S.READY, S.STARTING, "ready; one-token probe 8 ms"))
-    Engine.objects.filter(pk=engine.pk).update(max_model_len=8192, env={"HF_TOKEN": "hf_abcdefghijklmnop123456"})
+    Engine.objects.filter(pk=engine.pk).update(
+        max_model_len=8192, env={"HF_TOKEN": "hf_abcdefghijklmnop123456"},
+        served_model_name="Qwen2.5-72B-Instruct-AWQ-int4",
+        extra_args=["--api-key", "sk-topsecret-123456789", "--hf-token=hf_zyxwvutsrqponm987654", "--seed", "1"])
     audit.record(admin_user, engine, "Changed max_model_len 4096 → 8192.")
     html = admin_client.get(f"/engines/{engine.pk}/").content.decode()
-    assert "<h1>glm</h1>" in html and "glm-chat" in html
+    assert "<h1>glm</h1>" in html
     assert "restart requested · ready after 51.5 s" in html  # the restart, its reason and its duration
     assert "Draining</span>" in html and "stopped" in html  # the state history
     assert "Restart to apply: Max model len 4096 → 8192" in html.replace("max model len", "Max model len")
     assert html.count("data-differs") == 2  # max_model_len and env differ from what runs
     assert "hf_abcdefghijklmnop123456" not in html and "(changed)" in html  # secrets stay hidden
+    assert "sk-topsecret" not in html and "hf_zyxwvutsrqponm987654" not in html and "--hf-token=(changed)" in html
+    assert "<code>Qwen2.5-72B-Instruct-AWQ-int4</code>" in html  # a long name is no secret
+    assert 'seed&quot;, &quot;1&quot;' in html
     assert "Changed max_model_len 4096 → 8192." in html and "admin</strong>" in html  # the audit trail
     assert f'action="/engines/{engine.pk}/restart/"' in html and 'name="csrfmiddlewaretoken"' in html
     assert "data-confirm=" in html
