@@ -2,8 +2,11 @@
 
 Builds identical trees of FILES files (nested directories, mixed ages
 from 1 hour to 20 days, 1 KiB each) on the same disk, then times, in one run:
-(A) a dry run of the policy (scan and plan, recorded), (B) the real run
-(scan, plan, open-file check, remove, recorded) on one tree, and (F)
+(A) a dry run of the policy (scan and plan, recorded), (W) find's own stat
+walk of the same files (`find ROOT -type f -mmin +10080`, nothing removed or
+printed: what one process's lstat of every name costs on this machine now, the
+floor a dry run is measured against), (B) the real run (scan, plan, open-file
+check, remove, recorded) on one tree, and (F)
 `find ROOT -type f -mmin +10080 -delete` on another, each timed phase on a
 settled disk (sync, then no I/O for 1 s), B and F taking turns to go first. Checks that the trees end with
 exactly the same files, and prints B / F. With --old CHECKOUT (a git worktree of an older commit), that
@@ -140,11 +143,18 @@ def one_round(work: Path, files: int, seed: int, codes: dict[str, str]) -> dict:
     # on a settled disk.
     names = [*codes, "find"]
     order = names[seed % len(names):] + names[:seed % len(names)]
-    result = {"removed": expected, "first": order[0]}
-    for name in [n for n in order if n != "find"]:
-        removed, result[f"dry {name}"] = run_code(codes[name], f"bench-{name}", dry_run=True)
-        assert removed == expected, (name, removed, expected)
-    find = ["find", str(trees["find"]), "-type", "f", "-mmin", f"+{MIN_AGE_H * 60}", "-delete"]
+    result = {"removed": expected, "first": order[0], "load": load()}
+    walk = ["find", str(trees["find"]), "-type", "f", "-mmin", f"+{MIN_AGE_H * 60}"]
+    for name in order:  # the dry runs and find's stat walk take turns to go first too
+        if name == "find":
+            settle(work)
+            started = time.perf_counter()
+            subprocess.run(walk, check=True, stdout=subprocess.DEVNULL)
+            result["find walk"] = time.perf_counter() - started
+        else:
+            removed, result[f"dry {name}"] = run_code(codes[name], f"bench-{name}", dry_run=True)
+            assert removed == expected, (name, removed, expected)
+    find = [*walk, "-delete"]
     for name in order:
         if name == "find":
             settle(work)
@@ -159,6 +169,11 @@ def one_round(work: Path, files: int, seed: int, codes: dict[str, str]) -> dict:
     for tree in trees.values():
         shutil.rmtree(tree)
     return result
+
+
+def load() -> str:
+    """The load averages (1, 5, 15 min) as /proc/loadavg gives them: how shared the machine was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main():
@@ -184,8 +199,9 @@ def main():
         for n in range(args.rounds):
             r = one_round(work, args.files, n, codes)
             results.append(r)
-            line = [f"round {n + 1}: {args.files} files, {r['removed']} removed"]
+            line = [f"round {n + 1}: {args.files} files, {r['removed']} removed, load {r['load']}"]
             line += [f"dry run {name} {r[f'dry {name}']:.2f} s" for name in codes]
+            line.append(f"find stat walk {r['find walk']:.2f} s")
             line += [f"real run {name} {r[name]:.2f} s" for name in codes] + [f"find -delete {r['find']:.2f} s"]
             line += [f"{name}/find {r[name] / r['find']:.2f}" for name in codes]
             if "old" in codes:
@@ -198,6 +214,10 @@ def main():
             paired = median([r[name] / r["find"] for r in results])
             print(f"  {name}: dry run {dry:.2f} s ({args.files / dry:,.0f} files/s) | real run {real:.2f} s | "
                   f"real/find {paired:.2f} (median of the rounds' ratios)")
+        walked = median([r["find walk"] for r in results])
+        print(f"  find stat walk {walked:.2f} s ({args.files / walked:,.0f} files/s); dry run / find stat walk: "
+              + ", ".join(f"{name} {median([r[f'dry {name}'] / r['find walk'] for r in results]):.2f}"
+                          for name in codes) + " (medians of the rounds' ratios)")
         found = median([r["find"] for r in results])
         print(f"  find -delete {found:.2f} s ({results[0]['removed'] / found:,.0f} files removed/s)")
         if "old" in codes:
