@@ -7,12 +7,12 @@ worker creates the schedule when it starts (tasks._check_this_hosts_disks); the 
 the migrations.
 """
 
-from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
 from glmadmin.schedules import ensure_interval_task, host_alerts_queue
 
 CHECK_TASK = "monitoring.tasks.check_disks"
+EVERY_SECONDS = 10
 
 
 def schedule_name(host: str) -> str:
@@ -20,14 +20,6 @@ def schedule_name(host: str) -> str:
 
 
 def ensure_host_schedule(host: str) -> PeriodicTask:
-    """`host`'s disk check schedule, created (every DISK_CHECK_SECONDS) if it is missing."""
-    every = settings.DISK_CHECK_SECONDS
-    return ensure_interval_task(schedule_name(host), CHECK_TASK, every=every, queue=host_alerts_queue(host),
-                                kwargs={"host": host}, expires=expires(every))
-
-
-def expires(every: int) -> int:
-    """A check not started by the time the next is sent is dropped (a backlog after an outage is not replayed).
-    Whole seconds: at 1 s the expiry is the interval itself; a check that overlaps the next one makes the later
-    one skip (the task's lock)."""
-    return max(every - 1, 1)
+    """`host`'s disk check schedule, created (every 10 s, expiring before the next is due) if it is missing."""
+    return ensure_interval_task(schedule_name(host), CHECK_TASK, every=EVERY_SECONDS, queue=host_alerts_queue(host),
+                                kwargs={"host": host}, expires=EVERY_SECONDS - 1)

@@ -3,13 +3,17 @@ scroll sideways (long model paths, log lines, API paths and table cells wrap or 
 The dashboard's own check is in its test module."""
 
 import shutil
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from inference.models import Engine, EngineEvent
 from inference.models import EngineState as S
+from monitoring.models import EngineSample
+from monitoring.telemetry import charts
 from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
 
 pytestmark = [pytest.mark.browser]
@@ -36,6 +40,10 @@ def engine(transactional_db):
                      "allocate 20.00 GiB; retrying in 30 s")
     EngineEvent.objects.create(engine=engine, at=engine.state_changed_at or "2026-11-30T10:00:00Z", state=S.BACKOFF,
                                previous=S.READY, reason=engine.state_reason, pid=4242)
+    for minutes in (1, 2, 3):  # its metrics charts, drawn from samples as the sampler draws them
+        EngineSample.objects.create(at=timezone.now() - timedelta(minutes=minutes), engine_id=engine.pk,
+                                    kv_cache_usage=40.0, ttft_p95=0.2, generation_tokens_per_s=150.0)
+    charts.refresh()
     log = settings.ENGINE_DIR / engine.name / "engine.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"INFO " + b"/a/very/long/path" * 200 + b"\n" + b"\xff\xfe" + b"x" * 5000 + b"\n")
@@ -59,7 +67,8 @@ def test_no_sideways_scroll_at_360_px(server, browser, engine):
     page.fill("input[name=username]", "ops")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    for path, ready in [("/chat/", "#chat-form"), ("/api/docs/", ".api-op"), (f"/engines/{engine.pk}/", "[data-log]")]:
+    pages = [("/chat/", "#chat-form"), ("/api/docs/", ".api-op"), (f"/engines/{engine.pk}/", "#engine-charts svg")]
+    for path, ready in pages:
         page.goto(f"{server}{path}")
         expect(page.locator(ready).first).to_be_visible()
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")  # folded parts too
