@@ -5,7 +5,8 @@ from 1 hour to 20 days, 1 KiB each) on the same disk, then times, in one run:
 (A) a dry run of the policy (scan and plan, recorded), (W) find's own stat
 walk of the same files (`find ROOT -type f -mmin +10080`, nothing removed or
 printed: what one process's lstat of every name costs on this machine now, the
-floor a dry run is measured against), (B) the real run (scan, plan, open-file
+floor a dry run is measured against; A and W go --dry-repeats times each, in
+turns, and a round keeps their medians), (B) the real run (scan, plan, open-file
 check, remove, recorded) on one tree, and (F)
 `find ROOT -type f -mmin +10080 -delete` on another, each timed phase on a
 settled disk (sync, then no I/O for 1 s), B and F taking turns to go first. Checks that the trees end with
@@ -20,7 +21,8 @@ The kernel stamps every new file's ctime "now", and a run counts ctime as
 age, so the run's clock is set one minimum age (+1 h) ahead and its tree's
 mtimes by the same amount: each file has the same age for both contenders.
 
-    .venv/bin/python bench/cleanup/run.py [--files 200000] [--rounds 4] [--dir /var/tmp] [--old CHECKOUT]
+    .venv/bin/python bench/cleanup/run.py [--files 200000] [--rounds 4] [--dry-repeats 3] [--dir /var/tmp]
+        [--old CHECKOUT]
 """
 
 import argparse
@@ -121,7 +123,7 @@ def run_code(code: str, policy: str, dry_run: bool) -> tuple[int, float]:
     return int(removed), float(took)
 
 
-def one_round(work: Path, files: int, seed: int, codes: dict[str, str]) -> dict:
+def one_round(work: Path, files: int, seed: int, codes: dict[str, str], dry_repeats: int = 3) -> dict:
     from monitoring.models import CleanupPolicy
 
     file_ages = ages(files, seed)
@@ -145,15 +147,22 @@ def one_round(work: Path, files: int, seed: int, codes: dict[str, str]) -> dict:
     order = names[seed % len(names):] + names[:seed % len(names)]
     result = {"removed": expected, "first": order[0], "load": load()}
     walk = ["find", str(trees["find"]), "-type", "f", "-mmin", f"+{MIN_AGE_H * 60}"]
-    for name in order:  # the dry runs and find's stat walk take turns to go first too
-        if name == "find":
-            settle(work)
-            started = time.perf_counter()
-            subprocess.run(walk, check=True, stdout=subprocess.DEVNULL)
-            result["find walk"] = time.perf_counter() - started
-        else:
-            removed, result[f"dry {name}"] = run_code(codes[name], f"bench-{name}", dry_run=True)
-            assert removed == expected, (name, removed, expected)
+    timed = {name: [] for name in order}
+    # The dry runs and find's stat walk are short and at the mercy of the machine's load: each goes dry_repeats
+    # times, in turns (the order reversed every time); a round keeps each one's median.
+    for repeat in range(dry_repeats):
+        for name in (order if repeat % 2 == 0 else order[::-1]):
+            if name == "find":
+                settle(work)
+                started = time.perf_counter()
+                subprocess.run(walk, check=True, stdout=subprocess.DEVNULL)
+                timed[name].append(time.perf_counter() - started)
+            else:
+                removed, took = run_code(codes[name], f"bench-{name}", dry_run=True)
+                assert removed == expected, (name, removed, expected)
+                timed[name].append(took)
+    for name, times in timed.items():
+        result["find walk" if name == "find" else f"dry {name}"] = median(times)
     find = [*walk, "-delete"]
     for name in order:
         if name == "find":
@@ -182,6 +191,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=4,
                         help="a multiple of the contenders' number: each goes first equally often")
     parser.add_argument("--dir", default="/var/tmp", help="where the trees go (same disk for all)")
+    parser.add_argument("--dry-repeats", type=int, default=3,
+                        help="dry runs (and find stat walks) per round, taking turns; a round keeps the medians")
     parser.add_argument("--old", help="another checkout of glmadmin (a git worktree of an older commit): its "
                                       "dry and real runs alternate with this one's, on a third identical tree")
     parser.add_argument("--contender", action="store_true", help=argparse.SUPPRESS)
@@ -197,7 +208,7 @@ def main():
     try:
         results = []
         for n in range(args.rounds):
-            r = one_round(work, args.files, n, codes)
+            r = one_round(work, args.files, n, codes, args.dry_repeats)
             results.append(r)
             line = [f"round {n + 1}: {args.files} files, {r['removed']} removed, load {r['load']}"]
             line += [f"dry run {name} {r[f'dry {name}']:.2f} s" for name in codes]
