@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_secret, env_str, persistent_secret
+from .lib import runas
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GLMADMIN_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -225,6 +226,13 @@ GLMADMIN_HOST_NAME = env_str("GLMADMIN_HOST_NAME", "local")
 # The engine runtime (vLLM) lives in its own virtualenv, apart from Django's.
 ENGINE_PYTHON = env_str("GLMADMIN_ENGINE_PYTHON", str(BASE_DIR / ".venv-engine" / "bin" / "python"))
 ENGINE_DIR = DATA_DIR / "engines"  # per engine: its log file
+# Engines as an OS user of their own (e.g. "vllm"; empty: as glmadmin's user), which cannot read the data
+# directory (kept at 0700). Needs glmadmin to run as root. Each engine's home (caches) is a directory of
+# ENGINE_HOME_DIR owned by that user: outside the data directory, which the engine user cannot enter.
+ENGINE_USER = env_str("GLMADMIN_ENGINE_USER", "")
+ENGINE_HOME_DIR = Path(env_str("GLMADMIN_ENGINE_HOME_DIR", f"{DATA_DIR}-engine-homes")).resolve()
+if ENGINE_USER and (_problem := runas.problem(ENGINE_USER, DATA_DIR, ENGINE_HOME_DIR, Path(ENGINE_PYTHON))):
+    raise ImproperlyConfigured(_problem)
 ENGINE_PROBE_INTERVAL = env_int("GLMADMIN_ENGINE_PROBE_INTERVAL", 10, minimum=1)
 ENGINE_PROBE_TIMEOUT = env_int("GLMADMIN_ENGINE_PROBE_TIMEOUT", 10, minimum=1)
 ENGINE_LIVENESS_THRESHOLD = env_int("GLMADMIN_ENGINE_LIVENESS_THRESHOLD", 3, minimum=1)

@@ -13,6 +13,7 @@ again by pid + create time, and the port is checked before any start.
 import logging
 import os
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from glmadmin import live
-from glmadmin.lib import processes
+from glmadmin.lib import processes, runas
 from glmadmin.lib.redis import single_flight
 
 from . import engine_client, engine_incidents, gpu_occupancy, options
@@ -129,7 +130,7 @@ def transition(engine: Engine, state: str, reason: str, **fields) -> bool:
 
 
 def _start(engine: Engine) -> None:
-    holder = processes.port_holder(engine.port)
+    holder = processes.port_holder(engine.port) or _not_yet_listening(engine)
     if holder is not None:
         if _is_ours(holder, engine):
             # Ours from an earlier start whose record was lost: adopt it rather than start a second one.
@@ -145,10 +146,18 @@ def _start(engine: Engine) -> None:
     env = options.environment(engine, options.base_environment(os.environ))
     log_path = log_file(engine)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    cwd, run_as = log_path.parent, None
+    if settings.ENGINE_USER:
+        try:
+            cwd, run_as = _as_engine_user(engine, env)
+        except PermissionError as exc:
+            _crashed(engine, str(exc))
+            return
     with open(log_path, "a") as fh:
-        fh.write(f"\n=== glmadmin {timezone.now():%Y-%m-%d %H:%M:%S} starting: {' '.join(argv)}\n")
+        user = f" as {settings.ENGINE_USER}" if run_as else ""
+        fh.write(f"\n=== glmadmin {timezone.now():%Y-%m-%d %H:%M:%S} starting{user}: {' '.join(argv)}\n")
     try:
-        proc = processes.spawn(argv, env, log_path, cwd=log_path.parent)
+        proc = processes.spawn(argv, env, log_path, cwd=cwd, run_as=run_as)
     except OSError as exc:
         _crashed(engine, f"cannot start {argv[0]}: {exc.strerror or exc}")
         return
@@ -160,6 +169,19 @@ def _start(engine: Engine) -> None:
         processes.kill_group(proc.pid)
         return
     gpu_occupancy.resolve_incident(engine, f"its GPUs are free; started pid {proc.pid}")
+
+
+def _as_engine_user(engine: Engine, env: dict) -> tuple:
+    """(cwd, (uid, gid)) of an engine that runs as GLMADMIN_ENGINE_USER; env gets its name and home. The data
+    directory is closed to it (0700) before each start, and the log in it stays written by glmadmin's writer."""
+    account = runas.lookup(settings.ENGINE_USER)
+    model = Path(engine.model)  # a local model (not a hub id) must be readable by it: say so rather than crash
+    if model.is_absolute() and model.exists() and (closed := runas.closed_to(account, model)):
+        raise PermissionError(f"cannot start as {account.name}: {closed} is closed to it (model {model})")
+    runas.keep_private(settings.DATA_DIR)
+    home = runas.home(settings.ENGINE_HOME_DIR / engine.name, account)
+    env.update(runas.environment(account, home))
+    return home, (account.uid, account.gid)
 
 
 def _waits_for_gpus(engine: Engine) -> bool:
@@ -174,6 +196,16 @@ def _waits_for_gpus(engine: Engine) -> bool:
             if transition(engine, engine.state, reason):
                 gpu_occupancy.open_incident(engine, reason)
     return True
+
+
+def _not_yet_listening(engine: Engine):
+    """An engine process for this port that does not listen yet. vLLM binds its port only after its imports
+    (10-20 s on a busy machine): a start whose record was lost (its supervisor died right after spawning) is
+    not on the port yet, and a second start then would race it for the port and the GPUs."""
+    # The engine leads a session of its own; a process forked from it (its log writer, before it re-executes
+    # itself under a name of its own) does not.
+    leaders = [p for p in processes.with_arguments(VLLM_MARKER, str(engine.port)) if processes.leads_group(p.pid)]
+    return leaders[0] if leaders else None
 
 
 def _is_ours(proc, engine: Engine) -> bool:

@@ -1,6 +1,7 @@
 """Run a command with its output written to a log file that rotates by size without losing a line.
 
-    python -I logwriter.py [--config FILE] [--max-bytes N] [--keep K] [--no-compress] LOG -- COMMAND...
+    python -I logwriter.py [--config FILE] [--max-bytes N] [--keep K] [--no-compress] [--run-as UID:GID]
+                           LOG -- COMMAND...
     python -I logwriter.py [options] LOG            (no command: stdin to LOG)
 
 This process creates a pipe, forks a writer (in this process group), points
@@ -12,6 +13,11 @@ rotated files in the background) and opening a new one, at a line boundary,
 so nothing is ever written to a file that was moved away and nothing is lost,
 unlike copytruncate. It exits when every holder of the pipe's write end
 (the command and its children) has gone.
+
+--run-as UID:GID (started as root): the command runs as that user and group
+with no supplementary groups, switched just before exec, while the writer
+stays this process's user: the log, in a directory the command's user may not
+enter, is written only by the writer, and the command cannot rewrite it.
 
 --config names a JSON file of log policies ([{"patterns": [...], "max_bytes":
 N, "keep": K, "compress": bool}]); the first whose pattern matches LOG wins,
@@ -171,6 +177,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--keep", type=int, default=5)
     parser.add_argument("--no-compress", dest="compress", action="store_false")
     parser.add_argument("--pipe-fd", type=int, default=0, help="read from this descriptor (default: stdin)")
+    parser.add_argument("--run-as", help="UID:GID the command runs as (the writer does not)")
     parser.add_argument("log")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -201,7 +208,19 @@ def main(argv: list[str]) -> None:
     os.dup2(write_fd, 1)
     os.dup2(write_fd, 2)
     os.close(write_fd)
+    if args.run_as:
+        drop_to(*(int(part) for part in args.run_as.split(":")))
     os.execvp(command[0], command)
+
+
+def drop_to(uid: int, gid: int) -> None:
+    """Become uid:gid for good, as subprocess's user=/group=/extra_groups=[] do: supplementary groups first
+    (root's would stay otherwise), then the group, then the user (after which nothing else may be changed)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid:  # never exec with privileges left
+        os._exit(126)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,14 @@ from pathlib import Path
 import psutil
 
 
-def spawn(argv: list[str], env: dict, log_path: Path, cwd: Path, log_config: Path | None = None) -> psutil.Process:
+def spawn(argv: list[str], env: dict, log_path: Path, cwd: Path, log_config: Path | None = None,
+          run_as: tuple[int, int] | None = None) -> psutil.Process:
     """Start argv detached, in a new session, its output going to log_path through a rotating writer.
 
     The writer (logwriter.py) runs in the new process group beside argv, which
     keeps the returned pid and leads the group; it rotates log_path by size as
     the log policies in log_config say (read again when that file changes).
+    run_as (uid, gid): argv runs as that user, with no supplementary groups; the writer stays ours.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # The launcher execs argv in its own process; check here so a missing program is an error to the caller.
@@ -32,7 +34,8 @@ def spawn(argv: list[str], env: dict, log_path: Path, cwd: Path, log_config: Pat
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", argv[0])
     if log_config is None:
         log_config = default_log_config()
-    writer = [sys.executable, "-I", str(LOGWRITER), "--config", str(log_config), str(log_path), "--", *argv]
+    writer = [sys.executable, "-I", str(LOGWRITER), "--config", str(log_config),
+              *(["--run-as", f"{run_as[0]}:{run_as[1]}"] if run_as else []), str(log_path), "--", *argv]
     with open(log_path, "ab") as log:
         # stderr: where the launcher itself complains before the pipe exists.
         proc = subprocess.Popen(writer, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -137,6 +140,25 @@ def port_holder(port: int) -> psutil.Process | None:
             except psutil.Error:
                 return None
     return None
+
+
+def with_arguments(*arguments: str) -> list[psutil.Process]:
+    """Live processes whose command line has every one of these arguments (whole arguments, not substrings)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if all(a in (proc.info["cmdline"] or []) for a in arguments) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 def port_in_use(address: str, port: int) -> bool:

@@ -13,6 +13,8 @@ import httpx
 from django.conf import settings
 from django.db import connection
 
+from glmadmin.lib import runas
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -101,3 +103,24 @@ def process_group(argv: list[str], log_path: Path, env: dict | None = None):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def python_for(user, python: Path, where: Path) -> Path:
+    """A virtualenv's python that `user` (glmadmin.lib.runas.User) can run: `python` itself where it can, else a
+    view of that virtualenv on the system's Python of the same minor version, made in `where` (its packages,
+    through a symlink). Here and in CI the virtualenvs come from a Python under /root (pyenv, mode 0700), which
+    another user cannot run; the packages, vLLM's included, are the installed ones either way."""
+    if runas.closed_to(user, python) is None:
+        return python
+    site = next((python.parent.parent / "lib").glob("python3.*/site-packages"))
+    system = Path("/usr/bin") / site.parent.name
+    assert runas.closed_to(user, system) is None, f"no {system} that {user.name} can run for a view of {python}"
+    view = where / f"{python.parent.parent.name}-for-{user.name}"
+    (view / "bin").mkdir(parents=True, exist_ok=True)
+    (view / "lib" / site.parent.name).mkdir(parents=True, exist_ok=True)
+    for link, target in ((view / "bin" / "python", system), (view / "lib" / site.parent.name / "site-packages", site)):
+        if not link.is_symlink():
+            link.symlink_to(target)
+    (view / "pyvenv.cfg").write_text(f"home = {system.parent}\ninclude-system-site-packages = false\n")
+    assert runas.closed_to(user, view / "bin" / "python") is None, f"{where} is closed to {user.name}"
+    return view / "bin" / "python"
