@@ -1,12 +1,12 @@
 """Helpers for tests that run real vLLM engines (the CPU build with the generated demo model)."""
 
-import sys
 import time
 from pathlib import Path
 
 import psutil
 from django.conf import settings
 
+from glmadmin.lib import processes
 from inference import supervisor
 from inference.models import Engine
 
@@ -42,17 +42,17 @@ def events(engine: Engine) -> list[str]:
     return list(engine.events.order_by("pk").values_list("state", flat=True))
 
 
-def slow_engine_runtime(directory: Path) -> Path:
-    """An engine runtime `python` (for settings.ENGINE_PYTHON) that runs tests/support/slow_engine.py: a process
-    the supervisor manages like vLLM, whose model loads until the test writes `loaded` into its model directory."""
-    script = Path(__file__).with_name("slow_engine.py")
-    runtime = directory / "python"
-    runtime.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-    runtime.chmod(0o755)
-    return runtime
+def stop_engines(port: int) -> None:
+    """Kill every engine serving this port, and the shared memory its group mapped (vLLM's message queues)."""
+    for proc in engine_processes(port):
+        segments = processes.shared_memory(proc.pid)
+        processes.kill_group(proc.pid)
+        processes.remove_shared_memory(segments)
 
 
-def starts(model: Path) -> list[int]:
-    """The pids of every start of a slow_engine whose model directory is `model`."""
-    path = model / "starts"
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
+def starts_logged(engine: Engine) -> int:
+    """How many times the supervisor has started this engine (by name, in this data directory): each start
+    writes one header line to the engine's log before it spawns the process."""
+    path = supervisor.log_file(engine)
+    text = path.read_text() if path.exists() else ""
+    return sum(1 for line in text.splitlines() if line.startswith("=== glmadmin ") and " starting" in line)

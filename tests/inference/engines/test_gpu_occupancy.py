@@ -1,9 +1,10 @@
 """A start onto a GPU another process holds waits, with the reason and an incident, instead of crashing into
 back-off; once the GPU is free the engine starts by itself and the incident resolves.
 
-The supervisor is the real one and the engine a real process it starts (tests/support/slow_engine.py, started
-as vLLM is); the holder is a real process too, so its name is what the reason shows. Only NVML is faked: it
-reports the holder on GPU 0 (tests/support/fake_nvml.py).
+The supervisor is the real one and the engine the real vLLM (the CPU build, the tiny demo model), killed once
+it has started: a start is what these tests are about, its load is a minute of both CPUs here. The holder is a
+real process too, so its name is what the reason shows. Only NVML is faked: it reports the holder on GPU 0
+(tests/support/fake_nvml.py).
 """
 
 import subprocess
@@ -13,17 +14,43 @@ import pytest
 from django.core.management import call_command
 
 from alerts.models import Incident
-from inference import gpu_occupancy, supervisor
+from glmadmin.lib import processes
+from inference import demo, gpu_occupancy, supervisor
 from inference.models import Engine
 from inference.models import EngineState as S
-from tests.support.engines import events, starts, step_until
+from tests.support.engines import engine_processes, events, require_runtime, starts_logged, step_until, stop_engines
 from tests.support.fake_nvml import FakeNvml, NVMLError, gpu, install
-from tests.support.processes import wait_for
-
-from .slow_engines import ours
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GIB = 2**30
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    require_runtime()
+    return demo.make_model(tmp_path_factory.mktemp("models") / "demo")
+
+
+@pytest.fixture
+def make(transactional_db, model):
+    """make(**fields) -> an engine of the demo model on a free port; whatever was started for it is killed after."""
+    made = []
+
+    def make(**fields):
+        made.append(Engine.objects.create(name=f"gpu-{len(made)}", port=free_port(), model=str(model),
+                                          served_model_name="demo", enforce_eager=True, shutdown_timeout=5,
+                                          extra_args=demo.ENGINE_ARGS, **fields))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        stop_engines(engine.port)
+
+
+def spawned(engine) -> list[int]:
+    """The engine processes on its port (leading their group: not a log writer forked a moment ago)."""
+    return [p.pid for p in engine_processes(engine.port) if processes.leads_group(p.pid)]
 
 
 @pytest.fixture
@@ -46,15 +73,14 @@ def waits(engine, steps: int = 5):
     return engine
 
 
-def test_a_start_onto_a_held_gpu_waits_then_starts_once_it_is_free(slow_engine, monkeypatch, holder):
+def test_a_start_onto_a_held_gpu_waits_then_starts_once_it_is_free(make, monkeypatch, holder):
     fake = install(monkeypatch, FakeNvml([gpu(0, processes=[(holder.pid, 12 * GIB)]), gpu(1)]))
-    engine, model = slow_engine(gpu_ids="0")
-    (model / "loaded").touch()
+    engine = make(gpu_ids="0")
 
     engine = waits(engine)
     reason = f"waiting: GPU 0 holds 12.0 GiB of foreign process {holder.pid} (sleep)"
     assert (engine.state, engine.state_reason, engine.pid) == (S.STOPPED, reason, None)
-    assert starts(model) == [] and ours(engine, model) == []  # never spawned, so never crashed
+    assert starts_logged(engine) == 0 and spawned(engine) == []  # never spawned, so never crashed
     assert events(engine) == ["stopped"]  # the wait is recorded once, not at every step
     opened = incident(engine)
     assert opened.kind == Incident.Kind.ENGINE and opened.level == "orange" and reason in opened.message
@@ -65,23 +91,23 @@ def test_a_start_onto_a_held_gpu_waits_then_starts_once_it_is_free(slow_engine, 
     # Freed: what is left on its GPU is below the limit, and a big process on a GPU it does not use is no matter.
     fake.gpus[0]["processes"] = [(holder.pid, int(0.5 * GIB))]
     fake.gpus[1]["processes"] = [(holder.pid, 40 * GIB)]
-    engine = step_until(engine, lambda e: e.state == S.READY, 120, "the start once the GPU is free")
-    assert starts(model) == [engine.pid]
-    assert events(engine) == ["stopped", "starting", "ready"]
+    engine = step_until(engine, lambda e: e.state == S.STARTING, 60, "the start once the GPU is free")
+    assert starts_logged(engine) == 1 and spawned(engine) == [engine.pid]
+    assert events(engine) == ["stopped", "starting"]
     assert incident(engine) is None
     assert Incident.objects.get(source=opened.source).resolved_at is not None
 
 
-def test_an_engine_disabled_while_it_waits_is_stopped_and_its_incident_resolved(slow_engine, monkeypatch, holder):
+def test_an_engine_disabled_while_it_waits_is_stopped_and_its_incident_resolved(make, monkeypatch, holder):
     install(monkeypatch, FakeNvml([gpu(0, processes=[(holder.pid, 12 * GIB)])]))
-    engine, model = slow_engine(gpu_ids="0")
+    engine = make(gpu_ids="0")
     engine = waits(engine)
     assert engine.state_reason.startswith(gpu_occupancy.WAITING) and incident(engine) is not None
     engine.enabled = False
     engine.save(update_fields=["enabled"])
     engine = waits(engine, 2)
     assert (engine.state, engine.state_reason) == (S.STOPPED, "disabled")
-    assert incident(engine) is None and starts(model) == []
+    assert incident(engine) is None and starts_logged(engine) == 0
 
 
 def test_the_limit_is_the_setting_and_a_broken_nvml_does_not_keep_engines_down(monkeypatch, settings, holder):
@@ -95,10 +121,10 @@ def test_the_limit_is_the_setting_and_a_broken_nvml_does_not_keep_engines_down(m
     assert gpu_occupancy.holders([0], 0.1) == []
 
 
-def test_the_engine_starts_when_nvml_stops_listing_the_holder(slow_engine, monkeypatch, holder):
+def test_the_engine_starts_when_nvml_stops_listing_the_holder(make, monkeypatch, holder):
     """The holder exits (NVML lists nothing any more): the same as freed, from back-off too."""
     fake = install(monkeypatch, FakeNvml([gpu(0, processes=[(holder.pid, 12 * GIB)])]))
-    engine, model = slow_engine(gpu_ids="0")
+    engine = make(gpu_ids="0")
     engine = waits(engine)
     # As if it had crashed before and its back-off is over: a waiting engine in back-off stays there.
     Engine.objects.filter(pk=engine.pk).update(state=S.BACKOFF, backoff_until=engine.state_changed_at)
@@ -106,5 +132,5 @@ def test_the_engine_starts_when_nvml_stops_listing_the_holder(slow_engine, monke
     assert engine.state == S.BACKOFF and engine.state_reason.startswith(gpu_occupancy.WAITING)
     fake.gpus[0]["processes"] = []
     engine = step_until(engine, lambda e: e.state == S.STARTING, 60, "the start")
-    assert wait_for(lambda: starts(model), 60, "the process to start") == [engine.pid]
+    assert starts_logged(engine) == 1 and spawned(engine) == [engine.pid]
     assert incident(engine) is None
