@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_secret, env_str, persistent_secret
+from .env import env_bool, env_float, env_int, env_list, env_secret, env_str, persistent_secret
 from .lib import runas
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -200,10 +200,10 @@ WHITENOISE_USE_FINDERS = True
 
 # --- monitoring -------------------------------------------------------------
 DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
-# Seconds between disk checks on each host (the beat schedule "Check disk usage on <host>" is created with it;
-# an existing row keeps what the admin says). A check that reads what it read before touches no database, so
-# a crossing reaches the pages about a second after it happens at little cost (monitoring/disk_check.py).
-DISK_CHECK_SECONDS = env_int("GLMADMIN_DISK_CHECK_SECONDS", 1, minimum=1)
+# Seconds between the quick disk checks each host's alerts worker runs from a thread (monitoring/disk_watch.py):
+# a check that reads what the last one read touches no database, so a crossing reaches the pages about this long
+# after it happens, at little cost. 0: off (the full check, by beat every 10 s, goes on either way).
+DISK_CHECK_SECONDS = env_float("GLMADMIN_DISK_CHECK_SECONDS", 1.0, minimum=0)
 # The dead man's switch (monitoring/deadman.py): no disk check completed for this many check intervals
 # (the beat schedule's) shows "monitoring stalled" on every page and notifies from the web process. 0: off.
 MONITORING_STALLED_AFTER_CHECKS = env_int("GLMADMIN_MONITORING_STALLED_AFTER_CHECKS", 3, minimum=0)

@@ -1,15 +1,18 @@
 """Check the watched filesystems and turn readings into incidents.
 
-check_all() is what `manage.py check_disk` and the tests run: it reads everything afresh from the
-database. The beat task (every DISK_CHECK_SECONDS, 1 s by default, on each host for that host's
-filesystems) runs the same check through a Watcher, which keeps between runs what the database holds
-for this host's filesystems (the rows, their incidents' levels, the open "check stalled" incidents):
-a run whose statvfs says what is known already touches no database and publishes nothing. It writes
-only when a level changes, a "for" duration starts or ends, the usage moved SAMPLE_STEP_POINTS since the
-stored reading, or an error appears or clears. Every SAMPLE_SECONDS (the old check interval) a run is a
-full one again: it re-reads the rows and incidents (a hand-resolved incident is opened again, as before),
-stores a history sample and rewrites the admission flag. A change to a watched filesystem is seen at the
-next run: its save bumps a token in Redis (forget_config).
+check_all() is the full check: what the beat task runs every 10 s on each host (for that host's
+filesystems), `manage.py check_disk` and the tests. It reads the rows and incidents afresh, stores a
+history sample, rewrites the admission flag and leaves the heartbeat the dead man's switch watches.
+
+Between those, the host's alerts worker checks every DISK_CHECK_SECONDS (1 s by default) from a thread
+(monitoring/disk_watch.py) through a Watcher, which keeps what the database holds for this host's
+filesystems (the rows, their incidents' levels, the open "check stalled" incidents) between its runs:
+a run whose statvfs says what is known already touches no database and publishes nothing. It writes,
+and publishes, only when a level changes, a "for" duration starts or ends, the usage moved
+SAMPLE_STEP_POINTS from the stored reading, or an error appears or clears. It reads the rows and
+incidents again every RELOAD_SECONDS (an incident resolved by hand while the disk is still full opens
+again, as with the full check), and at its next run after a watched filesystem is saved (the save bumps
+a token in Redis: forget_config). Both may run at once: drive() claims each transition once.
 
 simulate() sends a made-up reading through the same evaluation for `manage.py test_alert`.
 """
@@ -43,11 +46,10 @@ DEFAULT_THRESHOLDS = {Level.YELLOW: 85.0, Level.ORANGE: 92.0, Level.RED: 97.0}
 # statvfs answers in microseconds; one that takes seconds is on a hung mount (stale NFS, dead FUSE server).
 STATVFS_SECONDS = 5.0
 STALL_PREFIX = "check:disk:"
-# A full run (rows and incidents re-read, a history sample stored, admission rewritten) at least this often:
-# the history keeps the resolution it had when every check was a full one every 10 s.
-SAMPLE_SECONDS = 10
-# Between full runs, a reading that moved this many points from the stored one is stored (and published):
-# the pages' percentage follows a filling disk without a write per check.
+# A Watcher reads the rows and incidents again this often: what others changed (a hand resolve) is seen then.
+RELOAD_SECONDS = 10
+# A Watcher stores (and publishes) a reading that moved this many points from the stored one: the pages'
+# percentage follows a filling disk without a write per check. The full check stores one every time.
 SAMPLE_STEP_POINTS = 0.5
 
 
@@ -74,14 +76,14 @@ class View:
     levels: dict[str, str] = field(default_factory=dict)  # open incident's level per source (disk:<path>)
     stalled: set[str] = field(default_factory=set)  # sources of the open "check stalled" incidents
     pending: dict[int, str | None] = field(default_factory=dict)  # the level pending per filesystem, if any
-    fresh: bool = True  # the run that loaded it: a full one
+    full: bool = True  # the full check: a sample stored, admission rewritten, stalls of unwatched paths resolved
 
     @classmethod
     def load(cls, filesystems: list[WatchedFilesystem], stalled: set[str], now: datetime,
-             token: str | None = None) -> "View":
+             token: str | None = None, full: bool = True) -> "View":
         levels = dict(Incident.objects.open().filter(source__in=[fs.source for fs in filesystems])
                       .values_list("source", "level"))
-        return cls(token, now, filesystems, levels, stalled)
+        return cls(token, now, filesystems, levels, stalled, full=full)
 
 
 def check_filesystem(fs: WatchedFilesystem, now: datetime | None = None) -> Reading:
@@ -98,7 +100,7 @@ def check_all(now: datetime | None = None) -> list[Reading]:
 
 
 class Watcher:
-    """Runs check_all's check again and again in one process, keeping the View between runs."""
+    """Checks this host's filesystems again and again in one process, keeping what it knows between runs."""
 
     def __init__(self):
         self.view: View | None = None
@@ -108,17 +110,17 @@ class Watcher:
         token = config_token()
         view = self.view
         if (view is None or token is None or view.token != token or not view.loaded_at <= now
-                or (now - view.loaded_at).total_seconds() >= SAMPLE_SECONDS):
-            view = self.view = _load_view(settings.GLMADMIN_HOST_NAME, now, token)
-        else:
-            view.fresh = False
+                or (now - view.loaded_at).total_seconds() >= RELOAD_SECONDS):
+            pending = view.pending if view is not None else {}
+            view = self.view = _load_view(settings.GLMADMIN_HOST_NAME, now, token, full=False)
+            view.pending.update(pending)  # what the pages were last told is waiting
         return _run(view, now)
 
 
-def _load_view(host: str, now: datetime, token: str | None = None) -> View:
+def _load_view(host: str, now: datetime, token: str | None = None, full: bool = True) -> View:
     filesystems = list(WatchedFilesystem.objects.filter(enabled=True, host=host))
     stalled = set(_open_stalls().filter(host=host).values_list("source", flat=True))
-    return View.load(filesystems, stalled, now, token)
+    return View.load(filesystems, stalled, now, token, full)
 
 
 def _run(view: View, now: datetime) -> list[Reading]:
@@ -127,20 +129,20 @@ def _run(view: View, now: datetime) -> list[Reading]:
     pending_before = dict(view.pending)
     readings = [_check(fs, calls[fs.pk], now, view) for fs in view.filesystems]
     changed = any(r.transition for r in readings)
-    if view.fresh:
+    if view.full:
         # This host's stalls only: others check theirs.
         changed |= _resolve_unwatched_stalls(view.stalled, view.filesystems)
         _after_check(changed)
     elif changed:
         _after_check(True)
-    elif any(r.stored for r in readings) or view.pending != pending_before:
+    elif any(r.stored for r in readings) or any(view.pending[pk] != pending_before.get(pk) for pk in view.pending):
         live.publish()  # a new percentage or a level starting to wait: sent when the pages' state changed
     return readings
 
 
 def config_token() -> str | None:
-    """The token of the watched filesystems' configuration (None while Redis cannot be read: every run is
-    then a full one)."""
+    """The token of the watched filesystems' configuration (None while Redis cannot be read: a Watcher then
+    reads the rows again at every run)."""
     client = rd.client()
     try:
         token = client.get(_token_key())
@@ -192,21 +194,14 @@ def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: d
         return _unreadable(fs, f"cannot read {fs.path}: {exc.strerror or exc}", now, view)
     _returned(fs, view)
     current = view.levels.get(fs.source)
-    if view.fresh or view.pending.get(fs.pk) or rank(fs.level_for(usage.percent, current)) > rank(current):
+    if view.full or view.pending.get(fs.pk) or rank(fs.level_for(usage.percent, current)) > rank(current):
         decision = disk_pending.decide(fs, usage.percent, current, now)
     else:  # same level or lower, nothing waiting: decide() would say so without its Redis round trip
         decision = disk_pending.Decision(fs.level_for(usage.percent, current), None)
     view.pending[fs.pk] = decision.pending.level if decision.pending else None
-    transition = None
-    if decision.level != current:
-        message = _message(decision.level, usage.percent, fs.path, fs.thresholds().get(decision.level))
-        if decision.held_seconds:
-            message += f" for {decision.held_seconds:.0f} s"
-        transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
-                           value=usage.percent, message=message, host=fs.host)
-        _known_level(view, fs.source, decision.level)
-        cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
-    stored = (view.fresh or transition is not None or bool(fs.last_error) or fs.last_percent is None
+    moves = decision.level != current
+    # The reading is written before the incident moves, so whoever sees the incident sees its reading too.
+    stored = (view.full or moves or bool(fs.last_error) or fs.last_percent is None
               or abs(usage.percent - fs.last_percent) >= SAMPLE_STEP_POINTS)
     if stored:
         DiskSample.objects.create(filesystem=fs, at=now, percent=usage.percent, used_bytes=usage.used_bytes,
@@ -214,6 +209,15 @@ def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: d
         WatchedFilesystem.objects.filter(pk=fs.pk).update(last_percent=usage.percent, last_checked_at=now,
                                                           last_error="")
         fs.last_percent, fs.last_checked_at, fs.last_error = usage.percent, now, ""
+    transition = None
+    if moves:
+        message = _message(decision.level, usage.percent, fs.path, fs.thresholds().get(decision.level))
+        if decision.held_seconds:
+            message += f" for {decision.held_seconds:.0f} s"
+        transition = drive(fs.source, decision.level, kind=Incident.Kind.DISK, title=f"Disk {fs.label} ({fs.path})",
+                           value=usage.percent, message=message, host=fs.host)
+        _known_level(view, fs.source, decision.level)
+        cleanup_trigger.on_disk_transition(transition)  # orange or worse: try to make room
     return Reading(fs, usage.percent, decision.level, transition, pending=decision.pending, stored=stored)
 
 
@@ -270,7 +274,7 @@ def _unreadable(fs: WatchedFilesystem, error: str, now, view: View) -> Reading:
     so it neither pauses requests (red) nor starts a cleanup. The next good reading carries the incident on
     from the real usage (resolved, or the level the usage calls for).
     """
-    if not view.fresh and fs.last_error == error and view.levels.get(fs.source) == Level.ORANGE:
+    if not view.full and fs.last_error == error and view.levels.get(fs.source) == Level.ORANGE:
         return Reading(fs, None, Level.ORANGE, None, error)  # known, and said already
     log.warning(error)
     WatchedFilesystem.objects.filter(pk=fs.pk).update(last_error=error, last_checked_at=now)

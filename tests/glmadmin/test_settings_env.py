@@ -3,7 +3,7 @@ import stat
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from glmadmin.env import env_bool, env_int, env_secret, persistent_secret
+from glmadmin.env import env_bool, env_float, env_int, env_secret, persistent_secret
 
 
 def test_env_int_names_the_variable(monkeypatch):
@@ -15,6 +15,18 @@ def test_env_int_names_the_variable(monkeypatch):
         env_int("GLMADMIN_X", 1, minimum=1)
     monkeypatch.setenv("GLMADMIN_X", "42")
     assert env_int("GLMADMIN_X", 1) == 42
+
+
+def test_env_float_names_the_variable(monkeypatch):
+    monkeypatch.setenv("GLMADMIN_X", "fast")
+    with pytest.raises(ImproperlyConfigured, match="GLMADMIN_X must be a number"):
+        env_float("GLMADMIN_X", 1.0)
+    for bad in ("-0.5", "nan"):
+        monkeypatch.setenv("GLMADMIN_X", bad)
+        with pytest.raises(ImproperlyConfigured, match="GLMADMIN_X must be at least 0"):
+            env_float("GLMADMIN_X", 1.0, minimum=0)
+    monkeypatch.setenv("GLMADMIN_X", "0.5")
+    assert env_float("GLMADMIN_X", 1.0, minimum=0) == 0.5
 
 
 def test_env_bool(monkeypatch):

@@ -1,7 +1,7 @@
-"""The check every second: a steady reading touches no database and publishes nothing; a crossing is
+"""The quick check every second: a steady reading touches no database and publishes nothing; a crossing is
 written and published by the very run that sees it; a change to the watched filesystem applies at the next run.
 
-On a real tmpfs, through the Watcher the beat task runs (monitoring.tasks.check_disks).
+On a real tmpfs, through the Watcher the alerts worker's thread runs (monitoring/disk_watch.py), and the thread.
 """
 
 from datetime import timedelta
@@ -14,9 +14,10 @@ from django.utils import timezone
 from alerts.incidents import resolve_by_hand
 from alerts.models import Incident
 from glmadmin import live
-from monitoring import disk_check
+from monitoring import disk_check, disk_watch
 from monitoring.models import DiskSample, WatchedFilesystem
 from tests.support import tmpfs as tmpfs_support
+from tests.support.processes import wait_for
 from tests.support.tmpfs import fill_to
 
 volume = tmpfs_support.volume
@@ -47,7 +48,7 @@ def watched(no_default_filesystems, volume):
 
 def test_a_steady_reading_touches_no_database_and_publishes_nothing(watched, published):
     watcher = disk_check.Watcher()
-    (first,) = watcher.run()  # a full run: rows read, a sample stored, admission written
+    (first,) = watcher.run()  # rows and incidents read; the first reading stored
     assert first.stored and DiskSample.objects.count() == 1
     published.clear()
     for _ in range(3):
@@ -98,7 +99,7 @@ def test_a_changed_threshold_applies_at_the_next_run(watched, volume):
     assert (reading.level, reading.transition.kind) == ("orange", "opened")
 
 
-def test_a_hand_resolved_incident_opens_again_at_the_next_full_run(watched, volume, time_machine,
+def test_a_hand_resolved_incident_opens_again_when_the_incidents_are_read_again(watched, volume, time_machine,
                                                                      django_user_model):
     time_machine.move_to(timezone.now(), tick=False)
     fill_to(volume, 93)
@@ -109,8 +110,25 @@ def test_a_hand_resolved_incident_opens_again_at_the_next_full_run(watched, volu
     # The runs in between go by what they know (orange)...
     assert watcher.run()[0].transition is None
     assert not Incident.objects.open().filter(source=watched.source).exists()
-    # ... and the next full run reads the incidents again: the disk is still at orange.
-    time_machine.shift(timedelta(seconds=disk_check.SAMPLE_SECONDS))
+    # ... until they read the incidents again: the disk is still at orange.
+    time_machine.shift(timedelta(seconds=disk_check.RELOAD_SECONDS))
     (reading,) = watcher.run()
     assert (reading.level, reading.transition.kind) == ("orange", "opened")
     assert Incident.objects.open().get(source=watched.source).pk != incident.pk
+
+
+def test_the_thread_opens_the_incident_within_its_interval(watched, volume):
+    loop = disk_watch.Loop(every=0.2).start()
+    try:
+        wait_for(lambda: loop.runs >= 2, 30, "the quick checks to run")
+        assert not Incident.objects.open().filter(source=watched.source).exists()
+        filled = timezone.now()
+        fill_to(volume, 93)
+        incident = wait_for(lambda: Incident.objects.open().filter(source=watched.source).first(), 30,
+                            "the orange incident")
+        # No beat, no task here: the thread alone opened it, within a few of its runs (a busy machine's margin).
+        assert incident.level == "orange"
+        assert (incident.opened_at - filled).total_seconds() < 5
+    finally:
+        loop.stop()
+    assert not loop._thread.is_alive()
