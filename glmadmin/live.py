@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 
@@ -101,8 +102,10 @@ def publish(force: bool = False) -> bool:
     """
     current = state()
     shared = message(current)
+    # A page's cards are drawn only while some web process has a browser showing it: with no dashboard open,
+    # a publish reads no more than the status bar needs.
     own = {page: {**shared, "html": {**shared["html"], **{name: render(current) for name, render in renders.items()}}}
-           for page, renders in _page_fragments.items()}
+           for page, renders in _page_fragments.items() if _watched(page)}
     everything = {"shared": shared, **{page: msg["html"] for page, msg in own.items()}}
     digest = hashlib.sha256(json.dumps(everything, sort_keys=True).encode()).hexdigest()
     previous = rd.client().set(rd.key("live", "digest"), digest, get=True)
@@ -114,6 +117,19 @@ def publish(force: bool = False) -> bool:
     for page, msg in ((None, shared), *own.items()):
         send(group(page), {"type": "live.state", "text": json.dumps({**msg, "published_at": now})})
     return True
+
+
+def _watched(page: str) -> bool:
+    """Whether any web process listens to the page's group (the pubsub channel layer subscribes each process
+    once per group it has members in). True when that cannot be told: sending too much is only slower."""
+    try:
+        # channels_redis's pubsub layer names a group's Redis channel so (its _get_group_channel_name, which
+        # needs an event loop); the prefix is the layer's, from settings.
+        prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+        channel = f"{prefix}__group__{group(page)}"
+        return dict(rd.client().pubsub_numsub(channel)).get(channel, 0) > 0
+    except Exception:  # noqa: BLE001 - another channel layer, or Redis down (the send below says so)
+        return True
 
 
 def publish_on_commit(force: bool = True) -> None:

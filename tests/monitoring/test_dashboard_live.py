@@ -1,0 +1,62 @@
+"""The dashboard's cards in the live messages: every card to open dashboards, none to other pages, and none
+drawn at all while no dashboard is open (a publish then reads only what the status bar needs)."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing.websocket import WebsocketCommunicator
+
+from glmadmin import live
+from glmadmin.asgi import application
+from monitoring import dashboard
+from monitoring.disk_check import simulate
+from tests.support.websocket import ORIGIN, session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The names of the cards drawn, in order."""
+    names = []
+    real = dashboard.render
+
+    def render(name, current, request=None):
+        names.append(name)
+        return real(name, current, request)
+    monkeypatch.setattr(dashboard, "render", render)
+    return names
+
+
+async def test_cards_go_to_open_dashboards_only_and_are_drawn_only_for_them(django_user_model, drawn):
+    await database_sync_to_async(live.publish)(force=True)
+    assert drawn == []  # no dashboard open: nothing drawn
+
+    cookie = await session_cookie(django_user_model)
+    board = WebsocketCommunicator(application, "/ws/live/?page=dashboard", headers=[ORIGIN, cookie])
+    chat = WebsocketCommunicator(application, "/ws/live/", headers=[ORIGIN, cookie])
+    assert (await board.connect())[0] and (await chat.connect())[0]
+    first = await board.receive_json_from(timeout=30)
+    assert set(dashboard.CARDS) <= set(first["html"]) and "statusbar" in first["html"]
+    assert set((await chat.receive_json_from(timeout=30))["html"]) == {"statusbar", "alerts"}
+
+    await database_sync_to_async(simulate)("orange")  # publishes: an incident opened
+    changed = await board.receive_json_from(timeout=30)
+    assert 'data-paused="false"' in changed["html"]["overview"] and "tag-orange" in changed["html"]["overview"]
+    assert "data-open-incident=" in changed["html"]["incidents"]
+    assert 'value="live-placeholder"' in changed["html"]["incidents"]  # live.js puts the viewer's token there
+    assert 'data-needs="alerts.change_incident"' in changed["html"]["incidents"]
+    assert set((await chat.receive_json_from(timeout=30))["html"]) == {"statusbar", "alerts"}
+    await board.disconnect()
+    await chat.disconnect()
+
+
+async def test_a_publish_that_shows_nothing_new_sends_nothing(django_user_model):
+    cookie = await session_cookie(django_user_model)
+    board = WebsocketCommunicator(application, "/ws/live/?page=dashboard", headers=[ORIGIN, cookie])
+    assert (await board.connect())[0]
+    await board.receive_json_from(timeout=30)
+    assert await database_sync_to_async(live.publish)() is True  # the first: no digest yet
+    await board.receive_json_from(timeout=30)
+    assert await database_sync_to_async(live.publish)() is False
+    assert await board.receive_nothing(timeout=0.5)
+    await board.disconnect()
