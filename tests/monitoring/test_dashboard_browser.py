@@ -12,12 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from alerts import admission
+from alerts.incidents import acknowledge
 from alerts.models import Incident
+from glmadmin import live
 from inference import supervisor
 from inference.models import Engine
 from inference.models import EngineState as S
@@ -174,8 +177,27 @@ def test_every_card_agrees_through_a_disk_alert_and_an_engine_restart(server, br
     expect(page.locator('#engines [data-engine="demo"] [data-engine-reason]')).to_have_text("restart: ready")
     assert page.evaluate("window.loadedOnce") is True  # all of it without a reload
 
-    # An action from a card that came over the websocket works (the viewer's token was put in).
+    # Typing into a card holds its update back until the field is left; then an action from the card that came
+    # over the websocket works (the viewer's CSRF token was put in).
     fill_to(volume, 98)
     in_db(check_all)
-    page.locator("#incidents").get_by_role("button", name="Acknowledge").click()
-    expect(page.locator("#incidents")).to_contain_text("by ops")
+    note = page.locator("#incidents input[name=note]")
+    note.fill("freed by hand")
+    version = page.evaluate("document.body.dataset.liveVersion")
+    in_db(acknowledged_by, "viewer")
+    expect(page.locator("body")).not_to_have_attribute("data-live-version", version)
+    expect(note).to_have_value("freed by hand")
+    expect(page.locator("#incidents")).not_to_contain_text("by viewer")
+    note.blur()
+    expect(page.locator("#incidents")).to_contain_text("by viewer")
+    note = page.locator("#incidents input[name=note]")
+    note.fill("freed by hand")
+    page.locator("#incidents").get_by_role("button", name="Resolve").click()
+    expect(page.locator(".flash")).to_contain_text("Resolved")
+    expect(page.locator("#incidents [data-none]")).to_have_count(1)
+
+
+def acknowledged_by(username: str) -> None:
+    """An acknowledgement from elsewhere (another operator's page), published as the view does."""
+    acknowledge(Incident.objects.open().get(), User.objects.get(username=username))
+    live.publish(force=True)
