@@ -125,6 +125,9 @@ def agrees(page, fs_pk: int, db: dict) -> None:
         for card in (f'[data-overview-engine="{name}"]', f'#engines [data-engine="{name}"]'):
             expect(page.locator(f"{card} [data-engine-state]")).to_have_attribute("data-engine-state", state)
             expect(page.locator(f"{card} [data-engine-pid]")).to_have_text(str(pid) if pid else "–")
+            for field in ("up", "probe"):  # the last run's, while restarting, would contradict the state
+                shown = page.locator(f"{card} [data-engine-{field}]")
+                (expect(shown).not_to_have_text if state == S.READY else expect(shown).to_have_text)("–")
 
 
 def fits_a_phone(browser, base):
