@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from inference import demo
 from tests.support.engines import require_runtime
@@ -37,3 +37,16 @@ def test_without_a_registry_the_demo_engine_serves_the_random_model_and_says_so_
     assert "random weights" in out.getvalue()
     # Nothing half-made is left in the cache to be taken for the model later.
     assert [p.name for p in (tmp_path / "cache" / "glmadmin" / "models").iterdir()] == [f".{demo.REAL_NAME}.lock"]
+
+
+@pytest.mark.django_db
+def test_without_the_engine_runtime_the_command_says_so_in_one_line(no_registry, settings, tmp_path):
+    """It printed a FileNotFoundError traceback where the engine runtime was not installed."""
+    if demo.has_nvidia_gpu():
+        pytest.skip("a GPU host defines no demo engine")
+    settings.ENGINE_PYTHON = str(tmp_path / "no-venv" / "bin" / "python")
+    with pytest.raises(CommandError) as raised:
+        call_command("ensure_demo_engine", stdout=io.StringIO(), stderr=io.StringIO())
+    assert str(raised.value) == (f"the engine runtime is not installed ({settings.ENGINE_PYTHON}); "
+                                 "scripts/run installs it")
+    assert not demo.Engine.objects.exists()

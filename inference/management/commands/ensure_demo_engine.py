@@ -37,6 +37,8 @@ class Command(BaseCommand):
             redis_answers_within(wait_for_redis)
         try:
             engine = demo.ensure_demo_engine(warn=self.stderr.write)
+        except FileNotFoundError as exc:  # the engine runtime is not installed: one line, not a traceback
+            raise CommandError(str(exc)) from None
         except subprocess.CalledProcessError as exc:
             last = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
             raise CommandError(f"making the demo model failed: {last[0]}") from None
