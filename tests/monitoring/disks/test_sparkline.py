@@ -32,8 +32,10 @@ def test_sparkline_is_the_hour_charts_disk_line(admin_client, no_default_filesys
     checked(models, 90, now - timedelta(hours=2))  # older than the hour: not drawn
 
     row = sparkline(admin_client.get("/").content.decode(), models)
-    path = re.search(r'<svg class="spark" viewBox="0 0 240 60"[^>]*>.*?<path d="([^"]+)"', row)  # after the threshold lines
+    # The line comes after the threshold lines.
+    path = re.search(r'<svg class="spark" viewBox="0 0 240 60"[^>]*>.*?<path d="([^"]+)"', row)
     assert path and path.group(1).count("L") > 30  # one unbroken line across the half hour of checks
+    assert 'class="threshold threshold-red" x1="0" x2="240" y1="97.0"' in row  # its own thresholds, as lines
     disk_chart = next(chart for chart in charts.build("hour", now) if chart["key"] == "disk")
     assert path.group(1) == next(line["path"] for line in disk_chart["lines"] if line["label"] == "models")
     assert "no data" in sparkline(admin_client.get("/").content.decode(), idle)
