@@ -125,4 +125,10 @@ def test_an_open_dashboard_follows_the_samples(server, django_user_model, nvml, 
         expect(page.locator('[data-gpu="0"]')).to_contain_text("91 %")
         expect(page.locator('[data-chart="gpu_util-hour"] path')).to_have_count(1)
         assert page.evaluate("window.loadedOnce") is True  # updated in place, not reloaded
+        # The values on hover, in a chart that came over the websocket: the last bucket holds both samples.
+        plot = page.locator('[data-chart="gpu_util-hour"] .plotarea')
+        box = plot.bounding_box()
+        plot.hover(position={"x": box["width"] - 1, "y": box["height"] / 2})
+        expect(plot.locator(".tip")).to_be_visible()
+        expect(plot.locator(".tip")).to_contain_text("GPU 0: 64.0 %")  # (37 + 91) / 2
         browser.close()
