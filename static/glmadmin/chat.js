@@ -53,10 +53,17 @@
       el.appendChild(element("div", "msg-text", message.content));
     }
     if (message.note) el.appendChild(element("div", "msg-note", message.note));
+    if (message.meta) el.appendChild(element("div", "msg-meta", message.meta));
     return add(el);
   }
+  // A notice replaces the ones of its kind and title still shown (a retry while the model loads, a second
+  // send while paused): the log shows the current word, not a stack of copies of it.
   function notice(kind, title, text) {
+    log.querySelectorAll(".chat-notice-" + kind).forEach(function (old) {
+      if (old.dataset.title === title) old.remove();
+    });
     var el = element("div", "chat-notice chat-notice-" + kind);
+    el.dataset.title = title;
     el.appendChild(element("strong", "", title + " "));
     el.appendChild(document.createTextNode(text));
     return add(el);
@@ -108,7 +115,8 @@
     if (!turns.length || turns[turns.length - 1].role !== "user") return false;
     var el = drawMessage({ role: "assistant", content: "", model: model.value });
     el.classList.add("msg-streaming");
-    answer = { el: el, textNode: el.querySelector(".msg-text"), text: "", userText: text };
+    answer = { el: el, textNode: el.querySelector(".msg-text"), text: "", userText: text,
+               sentAt: performance.now(), firstAt: null };
     busy(true);
     status.textContent = "Waiting for " + model.value + "…";
     socket.send(JSON.stringify({
@@ -120,12 +128,28 @@
     return true;
   }
 
-  function finish(note) {
+  // How the answer went, measured here from the send: the wait for its first text, then the pace of the rest.
+  function timing(usage) {
+    if (answer.firstAt === null) return "";
+    var now = performance.now(), parts = ["first token " + seconds(answer.firstAt - answer.sentAt)];
+    var tokens = usage && usage.completion_tokens;
+    if (tokens) {
+      parts.push(tokens + " token" + (tokens === 1 ? "" : "s") + " in " + seconds(now - answer.sentAt));
+      // The first token came with the wait; the rate is of the ones after it, while they streamed.
+      if (tokens > 1 && now - answer.firstAt > 0) parts.push(((tokens - 1) * 1000 / (now - answer.firstAt)).toFixed(1) + " tokens/s");
+    }
+    return parts.join(" · ");
+  }
+  function seconds(ms) { return ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s"; }
+
+  function finish(note, usage) {
     var follow = nearBottom();
+    var meta = timing(usage);
     answer.el.classList.remove("msg-streaming");
     if (note) answer.el.appendChild(element("div", "msg-note", note));
+    if (meta) answer.el.appendChild(element("div", "msg-meta", meta));
     if (follow) log.scrollTop = log.scrollHeight;
-    if (!answer.cleared) turns.push({ role: "assistant", content: answer.text, model: model.value, note: note || "" });
+    if (!answer.cleared) turns.push({ role: "assistant", content: answer.text, model: model.value, note: note || "", meta: meta });
     save();
     answer = null;
     busy(false);
@@ -154,6 +178,7 @@
     token: function (msg) {
       if (!answer) return;
       var follow = nearBottom();
+      if (answer.firstAt === null) answer.firstAt = performance.now();
       answer.text += msg.text;
       answer.textNode.appendChild(document.createTextNode(msg.text));
       if (follow) log.scrollTop = log.scrollHeight;
@@ -163,8 +188,8 @@
       if (!answer) return;
       var notes = { stopped: "Stopped.", length: "Cut off at the max tokens limit." };
       var note = notes[msg.finish_reason] || "";
-      finish(note);
       var u = msg.usage;
+      finish(note, u);
       // A stopped answer has no usage (the engine never sent it): the status line says why it ended instead
       // of going blank, as if nothing had happened.
       status.textContent = u ? u.prompt_tokens + " prompt + " + u.completion_tokens + " answer tokens" : note;

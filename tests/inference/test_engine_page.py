@@ -161,3 +161,10 @@ def test_the_engine_metrics_charts_come_from_the_telemetry_charts(admin_client, 
     kv = html.split('data-chart="kv_cache-hour"', 1)[1].split("</figure>", 1)[0]
     assert "<path" in kv and "<title>glm</title>" in kv and "other" not in kv  # only this engine's line
     assert "glm: 40 %" in kv  # its latest value, as the dashboard writes it
+
+
+def test_an_engine_of_another_host_says_where_its_log_is(admin_client, engine):
+    Engine.objects.filter(pk=engine.pk).update(host="gpu-box-2")
+    data = admin_client.get(f"/engines/{engine.pk}/log/").json()
+    assert data["lines"] == [] and "runs on host gpu-box-2" in data["note"]
+    assert "runs on host gpu-box-2: its log is there" in admin_client.get(f"/engines/{engine.pk}/").content.decode()

@@ -77,6 +77,9 @@ def test_chat_streams_uploads_and_keeps_history(browser, server, engine):
     expect(page.locator(".msg-streaming")).to_have_count(0, timeout=30_000)
     expect(page.locator("#chat-status")).to_have_text(re.compile(r"^\d+ prompt \+ 40 answer tokens$"))
     assert answer.locator(".msg-text").inner_text().strip()
+    # Each answer says how it went, measured in the page: the wait for its first text, then its pace.
+    timing = re.compile(r"^first token [\d.]+ m?s · 40 tokens in [\d.]+ m?s · [\d.]+ tokens/s$")
+    expect(answer.locator(".msg-meta")).to_have_text(timing)
 
     # A .txt file goes into the conversation under its name.
     page.set_input_files("#chat-file", files=[{"name": "notes.txt", "mimeType": "text/plain",
@@ -95,6 +98,7 @@ def test_chat_streams_uploads_and_keeps_history(browser, server, engine):
     page.reload()
     expect(page.locator("#chat.connected")).to_be_attached()
     expect(page.locator(".msg")).to_have_count(5)
+    expect(page.locator(".msg-assistant").first.locator(".msg-meta")).to_have_text(timing)  # kept in the history
     expect(page.locator(".msg-file")).to_contain_text("notes.txt")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#chat-clear")
@@ -166,6 +170,11 @@ def test_red_alert_pause_is_a_calm_notice_and_the_message_is_kept(browser, serve
     expect(notice).to_contain_text("New requests are paused")
     expect(page.locator("#chat-input")).to_have_value("are you there?")  # back in the box to send later
     expect(page.locator(".msg")).to_have_count(0)
+    notice.evaluate("el => { el.dataset.first = 'yes'; }")
+    page.press("#chat-input", "Enter")  # tried again while still paused: the notice is renewed, not stacked
+    expect(page.locator(".chat-notice-paused:not([data-first])")).to_be_attached()
+    expect(notice).to_have_count(1)
+    expect(page.locator("#chat-input")).to_have_value("are you there?")
 
     manage("test_alert", "--clear")
     expect(page.locator(".banner-red")).to_have_count(0)
