@@ -176,8 +176,9 @@ def _as_engine_user(engine: Engine, env: dict) -> tuple:
     directory is closed to it (0700) before each start, and the log in it stays written by glmadmin's writer."""
     account = runas.lookup(settings.ENGINE_USER)
     model = Path(engine.model)  # a local model (not a hub id) must be readable by it: say so rather than crash
-    if model.is_absolute() and model.exists() and (closed := runas.closed_to(account, model)):
-        raise PermissionError(f"cannot start as {account.name}: {closed} is closed to it (model {model})")
+    if model.is_absolute() and model.is_dir():
+        if closed := runas.closed_to(account, model) or runas.unreadable(account, model):
+            raise PermissionError(f"cannot start as {account.name}: {closed} is closed to it (model {model})")
     runas.keep_private(settings.DATA_DIR)
     home = runas.home(settings.ENGINE_HOME_DIR / engine.name, account)
     env.update(runas.environment(account, home))

@@ -57,6 +57,15 @@ def closed_to(user: User, path: Path) -> Path | None:
     return None if _allowed(user, real, 0o5) else real
 
 
+def unreadable(user: User, directory: Path) -> Path | None:
+    """The first file directly in `directory` that `user` cannot read (a model saved by transformers as root
+    has its weights at mode 0600), or None."""
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and not _allowed(user, path, 0o4):
+            return path
+    return None
+
+
 def _allowed(user: User, path: Path, bits: int) -> bool:
     try:
         info = path.stat()

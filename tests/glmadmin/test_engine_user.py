@@ -103,3 +103,13 @@ def test_a_runtime_under_a_closed_directory_is_refused(open_tmp):
     assert runas.closed_to(nobody, tmp_path / "open" / "python") == python
     assert runas.problem("nobody", tmp_path / "data", tmp_path / "homes", python).startswith(
         f"GLMADMIN_ENGINE_USER=nobody cannot run the engine runtime {python}: {python} is closed to it (mode 700)")
+
+
+def test_a_model_file_closed_to_the_user_is_named(open_tmp):
+    nobody = runas.lookup("nobody")
+    (open_tmp / "config.json").write_text("{}")
+    (open_tmp / "model.safetensors").write_text("")
+    (open_tmp / "model.safetensors").chmod(0o600)  # as transformers saves the weights
+    assert runas.unreadable(nobody, open_tmp) == open_tmp / "model.safetensors"
+    (open_tmp / "model.safetensors").chmod(0o644)
+    assert runas.unreadable(nobody, open_tmp) is None

@@ -75,7 +75,10 @@ def runtime(shared):
 
 @pytest.fixture(scope="module")
 def model(shared):
-    return demo.make_model(shared / "model", endless=True)
+    model = demo.make_model(shared / "model", endless=True)
+    for path in model.iterdir():
+        path.chmod(0o644)  # transformers saves the weights at 0600: an operator opens them to the engine user
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,7 @@ def test_the_engine_runs_as_the_engine_user_and_cannot_read_the_data_directory(r
         assert tried.returncode != 0 and "Permission denied" in tried.stderr, (argv, tried)
     # Its log is still written, by glmadmin's writer (root, in the engine's group), not by the engine.
     text = log.read_text()
-    assert " starting as nobody: " in text and "Starting vLLM" in text
+    assert " starting as nobody: " in text and "Application startup complete" in text  # uvicorn, in vLLM
     writers = [p for p in processes.group_members(engine.pid) if p not in engine_side]
     assert writers and all(status_ids(p.pid, "Uid")[0] == os.geteuid() for p in writers)
 
@@ -201,13 +204,23 @@ def test_a_model_still_loading_past_its_budget_is_stopped(transactional_db, mode
         stop_engines(engine.port)
 
 
-def test_a_model_the_engine_user_cannot_read_is_not_started(transactional_db, tmp_path):
+def test_a_model_the_engine_user_cannot_read_is_not_started(transactional_db, tmp_path, model):
     engine = make(tmp_path, free_port(), name="closed")  # pytest's tmp_path: under root's own 0700 directory
     supervisor.reconcile(engine.pk)
     engine.refresh_from_db()
     assert engine.state == S.BACKOFF and starts_logged(engine) == 0
     closed = next(p for p in reversed(tmp_path.parents) if not p.stat().st_mode & 0o001)  # pytest's, root's
     assert engine.state_reason.startswith(f"cannot start as nobody: {closed} is closed to it (model {tmp_path})")
+
+    (model / "model.safetensors").chmod(0o600)  # as transformers saves it
+    try:
+        engine = make(model, free_port(), name="weights")
+        supervisor.reconcile(engine.pk)
+        engine.refresh_from_db()
+        assert engine.state == S.BACKOFF and starts_logged(engine) == 0
+        assert engine.state_reason.startswith(f"cannot start as nobody: {model / 'model.safetensors'} is closed to it")
+    finally:
+        (model / "model.safetensors").chmod(0o644)
 
 
 LOAD = """
