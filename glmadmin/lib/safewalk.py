@@ -25,15 +25,16 @@ directories, which is the owner's, not an attacker's.
 
 A big tree is walked by two processes: the walk lists the top of the tree
 breadth first until a level holds UNITS directories, then walks those subtrees
-one after another, and once it has met HELPER_FROM files it starts a helper
-process (this module, in a fresh `python -I -S`) that takes subtrees from the
-same queue. The helper is handed the root's open descriptor (no path is
-resolved again), reaches each subtree from it as the removal does (component by
-component, O_NOFOLLOW, each the inode recorded, on the root's mount) and runs
-the same _Walk code with the same mount table, so every check above holds in
-it too. A second process rather than a thread: the walk is one lstat per name,
-and threads would pass the one GIL back and forth around every call (measured:
-no faster than one). If the helper fails, the walk does its subtrees itself.
+one after another, and once it has met HELPER_FROM files, if the machine has
+a core to spare (HELPER_IDLE), it starts a helper process (this module, in a
+fresh `python -I -S`) that takes subtrees from the same queue. The helper is
+handed the root's open descriptor (no path is resolved again), reaches each
+subtree from it as the removal does (component by component, O_NOFOLLOW, each
+the inode recorded, on the root's mount) and runs the same _Walk code with the
+same mount table, so every check above holds in it too. A second process
+rather than a thread: the walk is one lstat per name, and threads would pass
+the one GIL back and forth around every call (measured: no faster than one).
+If the helper fails, the walk does its subtrees itself.
 """
 
 import marshal
@@ -43,6 +44,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +67,12 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 # cut at the first level of UNITS directories or more, in at most MAX_CHUNKS queue records of 8 bytes (2 KiB:
 # one atomic write that never blocks, even on a pipe shrunk to one page).
 HELPER_FROM, UNITS, MAX_CHUNKS = 10_000, 8, 256
+# ... and only if the machine left HELPER_IDLE CPUs idle on average since the walk began (judged after at least
+# HELPER_WINDOW seconds): on cores that are all taken, a helper is one more process sharing them, and its start
+# and hand-over make the walk slower (measured at load 8-10 on 2 cores, a 200,000-file dry run: 2.4-2.6 s with a
+# helper, 1.7-1.9 s without).
+HELPER_IDLE, HELPER_WINDOW = 0.5, 0.05
+_TICK = os.sysconf("SC_CLK_TCK")
 HELPER_PYTHON = sys.executable
 HELPER_BASE = 1 << 40  # the helper numbers its directories from here: its records need no renumbering
 _CHUNK = struct.Struct("=II")  # a queue record: a range of the units list
@@ -174,6 +182,7 @@ def scan(root: str, protected: set[str] = frozenset(), older_than: float = math.
     helper: "auto" starts the helper process once the tree proves big, "off" never, "all" at once and leaves
     every subtree to it (tests use "all" to run every check in the helper).
     """
+    began = time.monotonic(), _idle_seconds()
     root_fd = open_root(root)
     try:
         st = os.fstat(root_fd)
@@ -186,7 +195,7 @@ def scan(root: str, protected: set[str] = frozenset(), older_than: float = math.
         try:
             units = walk.split(chain)
             if units:
-                _share(walk, chain, units, helper if HELPER_PYTHON else "off")
+                _share(walk, chain, units, helper if HELPER_PYTHON else "off", began)
         finally:
             chain.close()
     finally:
@@ -383,7 +392,8 @@ class _Chain:
         return self._stack[-1][1]
 
 
-def _share(walk: _Walk, chain: _Chain, units: list[int], helper: Helper) -> None:
+def _share(walk: _Walk, chain: _Chain, units: list[int], helper: Helper,
+           began: tuple[float, float | None]) -> None:
     """Walks the subtrees of units, with the helper process taking some (or, with "all", every one) of them.
 
     The queue is a pipe holding one record per chunk of units, written whole before anyone reads: whoever
@@ -407,7 +417,7 @@ def _share(walk: _Walk, chain: _Chain, units: list[int], helper: Helper) -> None
                     walk.walk_unit(chain, index)
                 done.add(start)
                 if (started is None and helper == "auto" and len(result.files) + result.young >= HELPER_FROM
-                        and len(chunks) - len(done) >= 2):
+                        and len(chunks) - len(done) >= 2 and _spare(began)):
                     started = _Started(walk, chain, units, chunks, queue)
         if started:
             done |= started.collect(walk.result)
@@ -419,6 +429,29 @@ def _share(walk: _Walk, chain: _Chain, units: list[int], helper: Helper) -> None
         os.close(queue)
         if started:
             started.stop()
+
+
+def _idle_seconds() -> float | None:
+    """Idle time of all CPUs together since boot (/proc/stat: idle and iowait), None if it cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as fh:
+            fields = fh.readline().split()
+        return (int(fields[4]) + int(fields[5])) / _TICK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _spare(began: tuple[float, float | None]) -> bool:
+    """Whether the machine left HELPER_IDLE CPUs idle on average since began (monotonic, idle seconds); False
+    until HELPER_WINDOW has passed (asked again after the next subtree), True when /proc/stat cannot tell."""
+    since, idle_then = began
+    elapsed = time.monotonic() - since
+    if elapsed < HELPER_WINDOW:
+        return False
+    idle_now = _idle_seconds()
+    if idle_then is None or idle_now is None:
+        return True
+    return (idle_now - idle_then) / elapsed >= HELPER_IDLE
 
 
 _BOOT = """import sys, types

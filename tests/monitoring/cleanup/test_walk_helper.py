@@ -65,6 +65,8 @@ def test_the_helper_finds_exactly_what_the_walk_alone_finds(trap_tree, now, monk
     # Several units per queue record, and (for "auto") the helper started after the first subtree.
     monkeypatch.setattr(safewalk, "MAX_CHUNKS", 5)
     monkeypatch.setattr(safewalk, "HELPER_FROM", 1)
+    monkeypatch.setattr(safewalk, "HELPER_WINDOW", 0)
+    monkeypatch.setattr(safewalk, "HELPER_IDLE", 0)  # as on an idle machine, however busy this one is
     with mounted("--bind", str(outside), target=root / "t07" / "s0" / "bind"), \
             mounted("-t", "tmpfs", "tmpfs", target=root / "t08" / "s1" / "tmp"):
         (root / "t08" / "s1" / "tmp" / "on-tmpfs.bin").write_bytes(b"x")
@@ -157,3 +159,24 @@ def test_a_walk_cut_short_leaves_no_helper_running(trap_tree, now, monkeypatch):
     assert started and started[0].proc.returncode is not None  # ended and reaped
     with pytest.raises(ProcessLookupError):
         os.kill(started[0].proc.pid, 0)
+
+
+@pytest.mark.parametrize(("idle", "starts"), [(0, True), (float("inf"), False)])
+def test_the_helper_starts_only_when_the_machine_has_a_core_to_spare(trap_tree, now, monkeypatch, idle, starts):
+    root, _ = trap_tree
+    started = []
+    init = safewalk._Started.__init__
+
+    def recorded(self, *args):
+        init(self, *args)
+        started.append(self)
+
+    monkeypatch.setattr(safewalk._Started, "__init__", recorded)
+    monkeypatch.setattr(safewalk, "HELPER_FROM", 1)
+    monkeypatch.setattr(safewalk, "HELPER_WINDOW", 0)
+    # The CPUs' idle time (/proc/stat) since the walk began, per second, against what it must reach: 0 is met
+    # on any machine, infinity on none.
+    monkeypatch.setattr(safewalk, "HELPER_IDLE", idle)
+    scan = safewalk.scan(str(root), older_than=now - 100 * HOUR)
+    assert len(started) == (1 if starts else 0)
+    assert len(scan.files) == 12 * 3 * 3 + 4
