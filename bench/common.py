@@ -61,3 +61,44 @@ def median(values):
     values = sorted(values)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def procfile(skip: tuple[str, ...] = ("redis",)) -> dict[str, str]:
+    """The Procfile's processes (name -> command line), as scripts/run starts them; Scratch brings the Redis."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.startswith("#") and name.strip() not in skip:
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+def spawn_procfile(scratch: Scratch, env: dict, skip: tuple[str, ...] = ("redis",),
+                   only: tuple[str, ...] | None = None) -> dict[str, subprocess.Popen]:
+    """Start the Procfile's processes (or `only` those) on the scratch install (GLMADMIN_HOST/PORT/HOST_NAME taken
+    from env), each logging to <scratch>/<name>.log; exec'd by bash, so terminating one ends the process itself."""
+    started = {}
+    for name, command in procfile(skip).items():
+        if only is not None and name not in only:
+            continue
+        log = open(scratch.dir / f"{name}.log", "a")
+        started[name] = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+    return started
+
+
+def restart_celery_worker(scratch: Scratch, env: dict, procs: dict[str, subprocess.Popen], name: str,
+                          timeout: float = 120) -> None:
+    """Stop the Procfile's Celery worker `name` of `procs` and start it again with `env`; returns once it
+    consumes (celery logs "<name>@<host> ready.")."""
+    proc = procs.pop(name)
+    proc.terminate()
+    proc.wait(timeout=60)
+    log = scratch.dir / f"{name}.log"
+    seen = log.read_text().count(" ready.")
+    procs.update(spawn_procfile(scratch, env, only=(name,)))
+    deadline = time.monotonic() + timeout
+    while log.read_text().count(" ready.") <= seen:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the {name} worker did not start again; see {log}")
+        time.sleep(0.2)  # the pace of polling a starting worker's log

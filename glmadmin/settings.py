@@ -201,9 +201,10 @@ WHITENOISE_USE_FINDERS = True
 # --- monitoring -------------------------------------------------------------
 DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
 # Seconds between the quick disk checks each host's alerts worker runs from a thread (monitoring/disk_watch.py):
-# a check that reads what the last one read touches no database, so a crossing reaches the pages about this long
-# after it happens, at little cost. 0: off (the full check, by beat every 10 s, goes on either way).
-DISK_CHECK_SECONDS = env_float("GLMADMIN_DISK_CHECK_SECONDS", 1.0, minimum=0)
+# a check that reads what the last one read touches no database (about 0.3 ms of CPU), so a crossing reaches the
+# pages within this interval plus the push (1,000 open pages: p99 1.5 s, docs/benchmarks.md). 0: off (the full
+# check, by beat every 10 s, goes on either way).
+DISK_CHECK_SECONDS = env_float("GLMADMIN_DISK_CHECK_SECONDS", 0.5, minimum=0)
 # The dead man's switch (monitoring/deadman.py): no disk check completed for this many check intervals
 # (the beat schedule's) shows "monitoring stalled" on every page and notifies from the web process. 0: off.
 MONITORING_STALLED_AFTER_CHECKS = env_int("GLMADMIN_MONITORING_STALLED_AFTER_CHECKS", 3, minimum=0)

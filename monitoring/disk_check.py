@@ -4,7 +4,7 @@ check_all() is the full check: what the beat task runs every 10 s on each host (
 filesystems), `manage.py check_disk` and the tests. It reads the rows and incidents afresh, stores a
 history sample, rewrites the admission flag and leaves the heartbeat the dead man's switch watches.
 
-Between those, the host's alerts worker checks every DISK_CHECK_SECONDS (1 s by default) from a thread
+Between those, the host's alerts worker checks every DISK_CHECK_SECONDS (0.5 s by default) from a thread
 (monitoring/disk_watch.py) through a Watcher, which keeps what the database holds for this host's
 filesystems (the rows, their incidents' levels, the open "check stalled" incidents) between its runs:
 a run whose statvfs says what is known already touches no database and publishes nothing. It writes,
@@ -109,7 +109,7 @@ class Watcher:
         now = now or timezone.now()
         token = config_token()
         view = self.view
-        if (view is None or token is None or view.token != token or not view.loaded_at <= now
+        if (view is None or view.token != token or not view.loaded_at <= now
                 or (now - view.loaded_at).total_seconds() >= RELOAD_SECONDS):
             pending = view.pending if view is not None else {}
             view = self.view = _load_view(settings.GLMADMIN_HOST_NAME, now, token, full=False)
@@ -142,7 +142,7 @@ def _run(view: View, now: datetime) -> list[Reading]:
 
 def config_token() -> str | None:
     """The token of the watched filesystems' configuration (None while Redis cannot be read: a Watcher then
-    reads the rows again at every run)."""
+    reads the rows again every RELOAD_SECONDS, as it does anyway)."""
     client = rd.client()
     try:
         token = client.get(_token_key())

@@ -49,7 +49,7 @@ _quick_checks: list[disk_watch.Loop] = []
 
 
 def _start_quick_disk_checks() -> None:
-    # Between the full checks, this worker checks the host's disks every second from a thread of its main
+    # Between the full checks, this worker checks the host's disks twice a second from a thread of its main
     # process (disk_watch): a crossing reaches the pages in about a second, at a cost near nothing when idle.
     if settings.DISK_CHECK_SECONDS > 0 and not _quick_checks:
         _quick_checks.append(disk_watch.Loop(settings.DISK_CHECK_SECONDS).start())

@@ -1,20 +1,23 @@
 """Telemetry's cost: CPU and memory of glmadmin's own processes while idle and while sampling engines.
 
-Starts the real stack as scripts/run does (uvicorn web, a Celery worker with
-its prefork children, Celery beat; a private Redis and SQLite on a scratch
-data directory) and measures, side by side in the same run, an idle Python
-interpreter as the reference. Phases: no engine, then 1 and 8 engines sampled
-every 10 s. The engines are small local HTTP servers answering /health, the
-supervisor's one-token probe and /metrics with a vLLM answer captured from the
-real CPU engine (tests/support/fixtures/vllm_metrics.txt, counters growing): 8 real vLLM
+Starts the real stack as scripts/run does (every Procfile process but Redis:
+uvicorn web, the Celery worker, alerts and notify lanes with their prefork
+children, Celery beat; a private Redis and SQLite on a scratch data directory)
+and measures, side by side in the same run, an idle Python interpreter as the
+reference. Phases: no engine, then 1 and 8 engines sampled every 10 s; in each,
+the quick disk checks (of /, watched by default) at each setting of --quick.
+The engines are small local HTTP servers answering /health, the supervisor's
+one-token probe and /metrics with a vLLM answer captured from the real CPU
+engine (tests/support/fixtures/vllm_metrics.txt, counters growing): 8 real vLLM
 engines do not fit this 2-core machine, and an engine's own CPU is not
 glmadmin's cost anyway. The supervisor runs against them as against real ones.
 
-    .venv/bin/python bench/telemetry/run.py [--seconds 120] [--engines 0,1,8]
+    .venv/bin/python bench/telemetry/run.py [--seconds 120] [--engines 0,1,8] [--quick 0,1]
     .venv/bin/python bench/telemetry/run.py --nvml-cycle [--cycles 200]   # on a GPU machine
 
-Goals: idle <= 2 % of one core and <= 400 MB RSS (web + worker + beat); one NVML cycle <= 5 ms per GPU;
-one full GPU health read (issue 19: Xid registration aside, every signal) <= 1 ms per GPU.
+Goals: idle <= 2 % of one core and <= 400 MB RSS (the whole stack; before the
+lanes: web + worker + beat); one NVML cycle <= 5 ms per GPU; one full GPU
+health read (issue 19: Xid registration aside, every signal) <= 1 ms per GPU.
 """
 
 import argparse
@@ -80,8 +83,8 @@ def measure(groups: dict[str, list[psutil.Process]], seconds: float) -> dict:
     return out
 
 
-def stack_phases(seconds: float, counts: tuple[int, ...] = (0, 1, 8)) -> dict:
-    from bench.common import PY, Scratch
+def stack_phases(seconds: float, counts: tuple[int, ...] = (0, 1, 8), quick: tuple[float, ...] = (1.0,)) -> dict:
+    from bench.common import PY, Scratch, restart_celery_worker, spawn_procfile
 
     scratch = Scratch("bench-telemetry")
     from django.utils import timezone
@@ -89,23 +92,14 @@ def stack_phases(seconds: float, counts: tuple[int, ...] = (0, 1, 8)) -> dict:
     from inference.models import Engine, EngineState
     from monitoring.models import HostSample
 
-    env = dict(scratch.env, GLMADMIN_HOST_NAME="local")
-    spawned: dict[str, subprocess.Popen] = {}
-
-    def spawn(name, *cmd):
-        log = open(scratch.dir / f"{name}.log", "w")
-        spawned[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        return spawned[name]
-
+    port = free_port()
+    env = dict(scratch.env, GLMADMIN_HOST_NAME="local", GLMADMIN_HOST="127.0.0.1", GLMADMIN_PORT=str(port))
     reference = subprocess.Popen([PY, "-c", "import time\nwhile True: time.sleep(3600)"])
     responders = []
+    spawned = {}
     try:
-        port = free_port()
-        spawn("web", str(ROOT / ".venv/bin/uvicorn"), "glmadmin.asgi:application", "--host", "127.0.0.1", "--port",
-              str(port), "--no-access-log")
-        spawn("worker", str(ROOT / ".venv/bin/celery"), "-A", "glmadmin", "worker", "--loglevel", "WARNING",
-              "--concurrency", "2", "-Q", "celery,engines.local")
-        spawn("beat", str(ROOT / ".venv/bin/celery"), "-A", "glmadmin", "beat", "--loglevel", "WARNING")
+        # The whole stack as scripts/run starts it: web, the worker, alerts and notify lanes, beat.
+        spawned = spawn_procfile(scratch, env)
         deadline = time.monotonic() + 120
         while HostSample.objects.count() < 2:  # the stack is up once the sampler has stored two cycles
             if time.monotonic() > deadline:
@@ -125,19 +119,29 @@ def stack_phases(seconds: float, counts: tuple[int, ...] = (0, 1, 8)) -> dict:
                     name=f"bench-{len(responders)}", port=rport, model="/bench", served_model_name="bench",
                     state=EngineState.READY, pid=proc.pid, process_started_at=psutil.Process(proc.pid).create_time(),
                     ready_at=timezone.now(), state_changed_at=timezone.now())
-            time.sleep(12)  # one cycle with the new engines before measuring
-            result = measure(groups, seconds)
-            ours = [v for k, v in result.items() if not k.startswith("reference")]
-            result["total (web + worker + beat)"] = {
-                "cpu_percent_of_one_core": round(sum(v["cpu_percent_of_one_core"] for v in ours), 2),
-                "rss_mb": round(sum(v["rss_mb"] for v in ours), 1),
-                "pss_mb": round(sum(v["pss_mb"] for v in ours), 1)}
-            result["one sampling cycle in-process (ms, median of 5)"] = cycle_ms()
-            states = list(Engine.objects.values_list("state", flat=True))
-            result["engines"] = {"count": count, "states at end": states}
-            phases[f"{count} engine(s)"] = result
-            print(f"{count} engine(s): {json.dumps(result['total (web + worker + beat)'])}"
-                  f" reference {json.dumps(result['reference (idle python)'])}", flush=True)
+            for every in quick:
+                # The alerts worker with the quick disk checks every `every` seconds (0: off, the 10 s full check
+                # alone, as before issue 16).
+                restart_celery_worker(scratch, dict(env, GLMADMIN_DISK_CHECK_SECONDS=str(every)), spawned, "alerts")
+                groups["alerts"] = [psutil.Process(spawned["alerts"].pid)]
+                time.sleep(12)  # one sampling cycle with the new engines before measuring
+                result = measure(groups, seconds)
+                ours = {k: v for k, v in result.items() if not k.startswith("reference")}
+                for label, names in (("total (whole stack)", list(ours)),
+                                     ("total (web + worker + beat, as measured before the lanes)",
+                                      ["web", "worker", "beat"])):
+                    result[label] = {key: round(sum(ours[n][key] for n in names if n in ours), 2)
+                                     for key in ("cpu_percent_of_one_core", "rss_mb", "pss_mb")}
+                whole = result["total (whole stack)"]
+                result["ratios to the goals"] = {"cpu": round(whole["cpu_percent_of_one_core"] / GOAL_CPU, 2),
+                                                 "rss": round(whole["rss_mb"] / GOAL_RSS_MB, 2)}
+                result["quick disk checks every (s, 0: off)"] = every
+                result["one sampling cycle in-process (ms, median of 5)"] = cycle_ms()
+                states = list(Engine.objects.values_list("state", flat=True))
+                result["engines"] = {"count": count, "states at end": states}
+                phases[f"{count} engine(s), quick disk checks every {every:g} s"] = result
+                print(f"{count} engine(s), quick disk checks every {every:g} s: {json.dumps(whole)}"
+                      f" reference {json.dumps(result['reference (idle python)'])}", flush=True)
         return phases
     finally:
         for proc in [*responders, reference, *spawned.values()]:
@@ -230,6 +234,8 @@ def main():
     parser.add_argument("--nvml-cycle", action="store_true", help="time GPU sampling cycles with the real pynvml")
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--engines", default="0,1,8", help="the phases: engine counts, comma-separated, rising")
+    parser.add_argument("--quick", default="1", help="GLMADMIN_DISK_CHECK_SECONDS settings measured for each engine "
+                                                     "count, comma-separated (e.g. 0,1: off as before issue 16, now)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -238,11 +244,12 @@ def main():
         out = RESULTS / f"telemetry-nvml-{stamp}.json"
     else:
         out = RESULTS / f"telemetry-cost-{stamp}.json"
-        result = {"mode": "platform cost", "seconds_per_phase": args.seconds, "interval_s": 10,
+        result = {"mode": "platform cost", "seconds_per_phase": args.seconds, "sampling_interval_s": 10,
                   "engines_note": "engines are local HTTP responders serving a captured vLLM /metrics "
                                   "(8 real CPU engines do not fit this machine)",
                   "cpu_count": psutil.cpu_count(), "goals": {"cpu_percent": GOAL_CPU, "rss_mb": GOAL_RSS_MB},
-                  "phases": stack_phases(args.seconds, tuple(int(n) for n in args.engines.split(",")))}
+                  "phases": stack_phases(args.seconds, tuple(int(n) for n in args.engines.split(",")),
+                                         tuple(float(n) for n in args.quick.split(",")))}
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"written to {out}")
