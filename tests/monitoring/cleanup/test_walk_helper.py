@@ -8,7 +8,9 @@ import stat
 import pytest
 
 from glmadmin.lib import mounts, safewalk
-from tests.support.cleanup import future_now, make_file, make_raw, mounted
+from monitoring.cleanup.run import run_policy
+from monitoring.models import CleanupRun
+from tests.support.cleanup import future_now, make_file, make_raw, mounted, policy, tree
 
 pytestmark = pytest.mark.privileged
 HOUR = 3600
@@ -180,3 +182,23 @@ def test_the_helper_starts_only_when_the_machine_has_a_core_to_spare(trap_tree, 
     scan = safewalk.scan(str(root), older_than=now - 100 * HOUR)
     assert len(started) == (1 if starts else 0)
     assert len(scan.files) == 12 * 3 * 3 + 4
+
+
+@pytest.mark.django_db
+def test_a_real_run_removes_what_the_helper_found_and_nothing_beyond(trap_tree, now, monkeypatch):
+    root, outside = trap_tree
+    scans, scan = [], safewalk.scan
+
+    def every_subtree_to_the_helper(*args, **kwargs):
+        scans.append(scan(*args, **{**kwargs, "helper": "all"}))
+        return scans[-1]
+
+    monkeypatch.setattr(safewalk, "scan", every_subtree_to_the_helper)
+    with mounted("--bind", str(outside), target=root / "t07" / "s0" / "bind"):
+        run = run_policy(policy(root), trigger=CleanupRun.Trigger.COMMAND, now=now)
+        assert tree(root / "t07" / "s0" / "bind") == {"precious.bin"}
+    assert "t03/s1" in by_helper(scans[0])  # the removal reached the helper's directories from the root
+    assert run.files_removed == 12 * 3 * 3 + 4 and run.error_count == 0
+    young = {f"t{t:02d}/s{s}/f0.bin" for t in range(12) for s in range(3)}
+    assert tree(root) == young | {"t05/s0/link.bin", "t05/s0/linkdir"}
+    assert tree(outside) == {"precious.bin"}
