@@ -11,8 +11,8 @@ a run whose statvfs says what is known already touches no database and publishes
 and publishes, only when a level changes, a "for" duration starts or ends, the usage moved
 SAMPLE_STEP_POINTS from the stored reading, or an error appears or clears. It reads the rows and
 incidents again every RELOAD_SECONDS (an incident resolved by hand while the disk is still full opens
-again, as with the full check), and at its next run after a watched filesystem is saved (the save bumps
-a token in Redis: forget_config). Both may run at once: drive() claims each transition once.
+again, as with the full check), and within CONFIG_CHECK_SECONDS after a watched filesystem is saved
+(the save bumps a token in Redis: forget_config). Both may run at once: drive() claims each transition once.
 
 simulate() sends a made-up reading through the same evaluation for `manage.py test_alert`.
 """
@@ -48,6 +48,9 @@ STATVFS_SECONDS = 5.0
 STALL_PREFIX = "check:disk:"
 # A Watcher reads the rows and incidents again this often: what others changed (a hand resolve) is seen then.
 RELOAD_SECONDS = 10
+# ... and looks at the configuration token this often: a Redis round trip costs more than the rest of a quick
+# run, so not every run pays it; a threshold saved in the admin applies within this time.
+CONFIG_CHECK_SECONDS = 2
 # A Watcher stores (and publishes) a reading that moved this many points from the stored one: the pages'
 # percentage follows a filling disk without a write per check. The full check stores one every time.
 SAMPLE_STEP_POINTS = 0.5
@@ -104,13 +107,19 @@ class Watcher:
 
     def __init__(self):
         self.view: View | None = None
+        self.token_read_at: datetime | None = None
 
     def run(self, now: datetime | None = None) -> list[Reading]:
         now = now or timezone.now()
-        token = config_token()
         view = self.view
-        if (view is None or view.token != token or not view.loaded_at <= now
-                or (now - view.loaded_at).total_seconds() >= RELOAD_SECONDS):
+        stale = (view is None or not view.loaded_at <= now
+                 or (now - view.loaded_at).total_seconds() >= RELOAD_SECONDS)
+        if not stale and not (self.token_read_at is not None and self.token_read_at <= now
+                              and (now - self.token_read_at).total_seconds() < CONFIG_CHECK_SECONDS):
+            self.token_read_at = now
+            stale = config_token() != view.token
+        if stale:
+            token, self.token_read_at = config_token(), now
             pending = view.pending if view is not None else {}
             view = self.view = _load_view(settings.GLMADMIN_HOST_NAME, now, token, full=False)
             view.pending.update(pending)  # what the pages were last told is waiting
