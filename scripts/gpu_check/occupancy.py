@@ -399,7 +399,7 @@ def start_phase(t0, args, engine, holder) -> bool:
         source = f"engine-gpu:{engine.host}:{engine.name}"
         last = Incident.objects.filter(source=source).order_by("-pk").first()
         check(last is not None and last.resolved_at is not None and not Incident.objects.open().filter(
-            source=source).exists(), f"the incident resolved ({last.message if last else 'none'})")
+            source=source).exists(), f"the incident resolved (at {last.resolved_at if last else 'no incident'})")
     return ready
 
 
