@@ -38,7 +38,8 @@ def make(transactional_db, model):
     made = []
 
     def make(**fields):
-        made.append(Engine.objects.create(name=f"gpu-{len(made)}", port=free_port(), model=str(model),
+        port = free_port()  # and a name of its own: the engine's log (which counts its starts) outlives the row
+        made.append(Engine.objects.create(name=f"gpu-{port}", port=port, model=str(model),
                                           served_model_name="demo", enforce_eager=True, shutdown_timeout=5,
                                           extra_args=demo.ENGINE_ARGS, **fields))
         return made[-1]

@@ -266,9 +266,12 @@ def probed(engine: Engine, times: int) -> Engine:
 
 def test_probes_timing_out_under_real_load_do_not_restart_the_engine(ready, settings):
     engine, pid, before = ready, ready.pid, starts_logged(ready)
-    with load(engine, streams=4):  # two generate, two wait: so does each probe, past its one second
+    # Two answers generate, the rest wait: so does each probe, past its second. 40 answers of ~12 s each, two at
+    # a time: minutes of work, whatever the machine's other load makes of each probe step.
+    with load(engine, streams=40):
         wait_for(lambda: metric(engine, "vllm:num_requests_waiting") >= 1, 120, "the engine saturated")
         engine = probed(engine, settings.ENGINE_LIVENESS_THRESHOLD + 1)  # the old code restarted by then
+        assert metric(engine, "vllm:num_requests_waiting") >= 1  # the load lasted through every probe
         assert (engine.state, engine.pid) == (S.READY, pid)
         assert engine.last_probe_ms is None  # the probes did fail
         assert engine.probe_failures < settings.ENGINE_LIVENESS_THRESHOLD
