@@ -548,7 +548,11 @@ def main():
         if engine is not None:
             run_command(scratch, t0, "stop_engine", ENGINE, "--timeout", "120")
             if not args.cpu:
-                gpu = show_nvml(t0, "after the stop", 0)
+                # The driver tears a killed process's context down a moment after the process is gone.
+                deadline = time.time() + 10
+                while (gpu := nvml_gpu(0)) is not None and gpu["processes"] and time.time() < deadline:
+                    time.sleep(0.5)
+                show_nvml(t0, "after the stop", 0)
                 check(gpu is not None and not gpu["processes"], "GPU 0 has no process after the stop")
         if scratch is not None:
             if args.out:
