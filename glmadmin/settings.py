@@ -201,7 +201,7 @@ WHITENOISE_USE_FINDERS = True
 # --- monitoring -------------------------------------------------------------
 DISK_SAMPLE_RETENTION_HOURS = env_int("GLMADMIN_DISK_SAMPLE_RETENTION_HOURS", 24, minimum=1)
 # Seconds between the quick disk checks each host's alerts worker runs from a thread (monitoring/disk_watch.py):
-# a check that reads what the last one read touches no database (about 0.3 ms of CPU), so a crossing reaches the
+# a check that reads what the last one read touches no database (under 1 ms of CPU), so a crossing reaches the
 # pages within this interval plus the push (1,000 open pages: p99 1.5 s, docs/benchmarks.md). 0: off (the full
 # check, by beat every 10 s, goes on either way).
 DISK_CHECK_SECONDS = env_float("GLMADMIN_DISK_CHECK_SECONDS", 0.5, minimum=0)
