@@ -393,7 +393,7 @@ def start_phase(t0, args, engine, holder) -> bool:
           f"s after {'the holder' if holder else 'this loop'} began)")
     ready = engine.state == S.READY
     if not check(ready, f"the engine is ready ({engine.state}: {engine.state_reason}; {time.time() - killed:.1f} s "
-                 "after the holder's end)"):
+                 f"after {'the holder' if holder else 'this loop began'})"):
         print(f"  engine log (errors):\n      {engine_log_errors(engine)}", flush=True)
     if holder is not None:
         source = f"engine-gpu:{engine.host}:{engine.name}"
