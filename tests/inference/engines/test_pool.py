@@ -161,19 +161,6 @@ def test_killed_engine_core_is_detected_and_restarted(ready, settings):
     assert [path for path in old_segments if os.path.exists(path)] == []
 
 
-def test_frozen_engine_is_unhealthy_after_three_probes_then_restarted(ready, settings):
-    engine = ready
-    settings.ENGINE_PROBE_INTERVAL = 1
-    settings.ENGINE_PROBE_TIMEOUT = 2
-    engine.refresh_from_db()
-    old_pid = engine.pid
-    os.killpg(old_pid, signal.SIGSTOP)  # alive, port open, answers nothing: what a hung engine looks like
-    engine = step_until(engine, lambda e: e.state == S.UNHEALTHY, 60, "unhealthy")
-    assert engine.state_reason.startswith("3 failed probes in a row")
-    engine = step_until(engine, lambda e: e.state == S.READY and e.pid != old_pid, STARTUP, "restarted")
-    assert processes.group_members(old_pid) == []
-
-
 def test_two_reconciles_at_once_start_one_process(ready):
     engine = ready
     call_command("stop_engine", "pool-a", "--timeout", "120")
