@@ -1,4 +1,5 @@
 import hashlib
+import re
 import secrets
 
 from django.conf import settings
@@ -19,6 +20,10 @@ LAUNCH_FIELDS = ("model", "served_model_name", "listen_address", "port", "gpu_id
 # What vLLM reserves of each GPU when --gpu-memory-utilization is not given.
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 GPU_LIST = RegexValidator(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$", "GPU ids as a comma-separated list of numbers, e.g. 0,1,2,3.")
+
+
+# The supervisor's reason for a ready engine (inference/supervisor.py).
+FIRST_PROBE_REASON = re.compile(r"ready; one-token probe \d+ ms")
 
 
 class EngineState(models.TextChoices):
@@ -156,6 +161,14 @@ class Engine(models.Model):
         address, port = self.running("listen_address"), self.running("port")
         address = f"[{address}]" if ":" in address else address
         return f"http://{address}:{port}"
+
+    @property
+    def shown_reason(self) -> str:
+        """The reason worth showing beside the state. A ready engine's first-probe note ("ready; one-token probe
+        9 ms", kept in its events) would contradict the latest probe time shown next to it."""
+        if self.state == EngineState.READY and FIRST_PROBE_REASON.fullmatch(self.state_reason):
+            return ""
+        return self.state_reason
 
     def pending_restart(self) -> list[str]:
         """What was changed since the running process started, as "port 8001 → 8002" (a list or a mapping
