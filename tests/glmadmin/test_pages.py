@@ -59,3 +59,16 @@ def test_acknowledge_is_csrf_protected(admin_user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin_user)
     assert client.post(f"/incidents/{Incident.objects.get().pk}/acknowledge/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_thresholds_are_a_click_away_from_the_dashboard(admin_client, client, django_user_model):
+    """Issue 17: thresholds were hard to find (they live in the watched filesystem's admin page)."""
+    from monitoring.models import WatchedFilesystem
+
+    fs = WatchedFilesystem.objects.get(path="/")
+    link = f'href="/admin/monitoring/watchedfilesystem/{fs.pk}/change/"'
+    assert link in admin_client.get("/").content.decode()
+    assert "Thresholds" in admin_client.get(f"/admin/monitoring/watchedfilesystem/{fs.pk}/change/").content.decode()
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-12345678"))
+    assert link not in client.get("/").content.decode()
