@@ -69,3 +69,10 @@ def test_disabled_level_is_not_compared(admin):
 def test_beat_schedules_are_editable_in_admin(admin):
     response = admin.get("/admin/django_celery_beat/periodictask/")
     assert b"Check disk usage" in response.content
+
+
+@pytest.mark.django_db
+def test_the_schedules_last_run_says_how_fresh_it_is(admin):
+    """Issue 17: 'last run: –' for tasks due every 10 s, because beat saves it only every 3 minutes."""
+    html = admin.get("/admin/django_celery_beat/periodictask/").content.decode()
+    assert "Last run (beat saves it every 3 min)" in html and "not saved yet" in html
