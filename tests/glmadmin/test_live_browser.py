@@ -1,11 +1,10 @@
 """End to end in Debian's Chromium: alerts appear and go in open pages without reload."""
 
-import shutil
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.browser import PASSWORD, chromium
 from tests.support.processes import manage
 
 pytestmark = [pytest.mark.browser]
@@ -20,12 +19,8 @@ def ops(django_user_model):
 
 @pytest.fixture
 def browser(ops, server):
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium package is required (scripts/test installs it)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def logged_in_page(browser, base):

@@ -1,13 +1,12 @@
 """A page whose connection drops says so at once, and is current again about a second after the server
 is back: in Debian's Chromium, against a real server that is stopped and started again."""
 
-import shutil
 import time
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.browser import PASSWORD, chromium
 from tests.support.processes import free_port, manage, uvicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -16,8 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_a_lost_connection_is_shown_and_the_page_resyncs_when_the_server_is_back(django_user_model, tmp_path):
     django_user_model.objects.create_user("ops", password=PASSWORD)
     port, log = free_port(), tmp_path / "uvicorn.log"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         page = browser.new_page()
         with uvicorn(log, port=port) as (base, _):
             page.goto(f"{base}/")
@@ -41,8 +39,7 @@ def test_a_lost_connection_is_shown_and_the_page_resyncs_when_the_server_is_back
 
 def test_a_page_whose_session_ended_says_signed_out_instead_of_reconnecting(django_user_model, tmp_path):
     django_user_model.objects.create_user("ops", password=PASSWORD)
-    with sync_playwright() as pw, uvicorn(tmp_path / "uvicorn.log") as (base, _):
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+    with chromium() as browser, uvicorn(tmp_path / "uvicorn.log") as (base, _):
         context = browser.new_context()
         page = context.new_page()
         page.goto(f"{base}/")

@@ -2,19 +2,18 @@
 scroll sideways (long model paths, log lines, API paths and table cells wrap or scroll inside their own box).
 The dashboard's own check is in its test module."""
 
-import shutil
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from inference.models import Engine, EngineEvent
 from inference.models import EngineState as S
 from monitoring.models import EngineSample
 from monitoring.telemetry import charts
-from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.browser import PASSWORD, chromium
 
 pytestmark = [pytest.mark.browser]
 NO_SIDEWAYS_SCROLL = "() => [document.documentElement.scrollWidth, window.innerWidth]"
@@ -53,12 +52,8 @@ def engine(transactional_db):
 @pytest.fixture
 def browser(engine, django_user_model, server):
     django_user_model.objects.create_superuser("ops", password=PASSWORD)
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium package is required (scripts/test installs it)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def test_no_sideways_scroll_at_360_px(server, browser, engine):

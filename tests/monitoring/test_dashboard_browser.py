@@ -7,7 +7,6 @@ the detail cards) must say what the database says, without a reload. On the way:
 """
 
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from alerts import admission
 from alerts.incidents import acknowledge
@@ -27,7 +26,7 @@ from inference.models import EngineState as S
 from monitoring.disk_check import check_all
 from monitoring.models import WatchedFilesystem
 from tests.support import tmpfs as tmpfs_support
-from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.browser import PASSWORD, chromium
 from tests.support.tmpfs import empty, fill_to
 
 pytestmark = [pytest.mark.browser, pytest.mark.privileged]
@@ -67,12 +66,8 @@ def setup(django_user_model, server, volume):
 
 @pytest.fixture
 def browser(setup):
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium package is required (scripts/test installs it)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def open_dashboard(browser, base, user, width=1440):

@@ -2,13 +2,12 @@
 
 import os
 import re
-import shutil
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support import chat as chat_support
-from tests.support.browser import CHROMIUM_FLAGS
+from tests.support.browser import chromium
 from tests.support.chat import LONG, MODEL, generated, nothing_held, running
 from tests.support.processes import manage, wait_for
 
@@ -43,12 +42,8 @@ def chat_user(django_user_model):
 @pytest.fixture
 def browser(engine, chat_user, long_answers_env, server):
     # Users and the engine are made before the browser starts: Playwright's event loop makes the ORM refuse.
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium package is required (scripts/test installs it)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def chat_page(browser, base):

@@ -1,19 +1,16 @@
 """The API docs page, the OpenAPI schema, the dashboard's gateway panel and the Prometheus collector."""
 
-import shutil
-
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from prometheus_client import CollectorRegistry, generate_latest
 
 from glmadmin import exporter
 from inference.gateway import stats
 from inference.gateway.prometheus import GatewayCollector
 from inference.models import ApiKey
+from tests.support.browser import chromium
 
 PASSWORD = "pw-docs-12345"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.mark.django_db
@@ -80,10 +77,7 @@ def test_try_it_sends_a_request_with_the_key(server, django_user_model):
     key = ApiKey(name="browser")
     plain = key.new_secret()
     key.save()
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium package is required (scripts/test installs it)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         page = browser.new_context().new_page()
         page.goto(f"{server}/api/docs/")
         page.fill("input[name=username]", "docs")

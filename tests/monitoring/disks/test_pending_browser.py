@@ -1,13 +1,12 @@
 """End to end in Debian's Chromium: an open dashboard shows a disk level pending, counting up, and drops it."""
 
-import shutil
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from monitoring.models import WatchedFilesystem
 from tests.support import tmpfs as tmpfs_support
-from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.browser import PASSWORD, chromium
 from tests.support.processes import manage
 from tests.support.tmpfs import empty, fill_to
 
@@ -26,10 +25,7 @@ def watched(django_user_model, server, volume):
 
 @pytest.fixture
 def page(watched, server):
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium package is required (scripts/test installs it)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         page = browser.new_context().new_page()
         page.goto(f"{server}/")
         page.fill("input[name=username]", "ops")

@@ -1,7 +1,6 @@
 """The dashboard's GPU cards, engine metrics and charts, drawn on the server and updated live."""
 
 import re
-import shutil
 import threading
 from datetime import timedelta
 
@@ -9,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
 from django.utils import timezone
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from glmadmin import live
 from glmadmin.asgi import application
@@ -18,7 +17,7 @@ from monitoring import tasks
 from monitoring.telemetry import store
 from monitoring.telemetry.rules import evaluate as rules
 from tests.support import fake_nvml
-from tests.support.browser import CHROMIUM_FLAGS, PASSWORD
+from tests.support.browser import PASSWORD, chromium
 from tests.support.telemetry import ProcessTree, cycle
 from tests.support.websocket import ORIGIN, session_cookie
 
@@ -107,8 +106,7 @@ async def test_cycles_reach_open_pages_and_nothing_is_sent_twice(django_user_mod
 def test_an_open_dashboard_follows_the_samples(server, django_user_model, nvml, quiet_rules):
     django_user_model.objects.create_user("ops", password=PASSWORD)
     tasks.sample_telemetry()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         page = browser.new_context().new_page()
         page.goto(f"{server}/")
         page.fill("input[name=username]", "ops")
