@@ -84,13 +84,13 @@ async def test_tokens_stream_then_done_over_several_turns(engine, django_user_mo
     ws = await connected(cookie)
     assert await ws.receive_json_from(timeout=10) == {"type": "models", "states": {MODEL: "ready"}}
 
-    # Sampled (temperature 1, as LONG): greedy decoding of the random weights can settle on tokens that decode to
-    # no text, and on the package's shared engine (its prefix cache warm) it did in one CI run.
+    # The random weights' 12 tokens may decode to no text at all (byte pieces held back as incomplete UTF-8: seen
+    # in two CI runs, greedy and sampled), so this turn is judged by its counts; that text streams before the end
+    # is shown with a long answer (test_stop_aborts_the_upstream_request).
     await ws.send_json_to({"type": "send", "model": MODEL, "messages": HELLO, "max_tokens": 12, "temperature": 1.0})
     tokens, done = await answer(ws)
     assert done["type"] == "done", done
     assert done["finish_reason"] == "length" and done["usage"]["completion_tokens"] == 12
-    assert "".join(tokens)  # that tokens arrive before the end is shown with a long answer, below
     first_prompt = done["usage"]["prompt_tokens"]
 
     history = HELLO + [{"role": "assistant", "content": "".join(tokens)}, {"role": "user", "content": "and more?"}]
