@@ -31,7 +31,7 @@ HISTORY_ROWS = 20
 # The permissions the cards' actions need (data-needs), "staff" for is_staff: the page tells live.js which
 # of them its viewer has.
 NEEDS = ("alerts.change_incident", "alerts.add_silence", "inference.change_engine", "inference.add_engine",
-         "monitoring.add_cleanuprun", "staff")
+         "monitoring.add_cleanuprun", "monitoring.change_watchedfilesystem", "staff")
 
 
 class _Everything:

@@ -60,3 +60,17 @@ async def test_a_publish_that_shows_nothing_new_sends_nothing(django_user_model)
     assert await database_sync_to_async(live.publish)() is False
     assert await board.receive_nothing(timeout=0.5)
     await board.disconnect()
+
+
+def test_every_permission_a_card_marks_is_one_the_page_reports():
+    """live.js removes whatever needs a permission missing from the viewer's list, and the list holds only NEEDS:
+    the thresholds' edit link, marked with one NEEDS lacked, vanished for everyone at the first live update."""
+    import re
+    from pathlib import Path
+
+    from monitoring import dashboard
+
+    marked = {need for path in Path("templates").rglob("*.html")
+              for value in re.findall(r'data-needs="([^"{]+)"', path.read_text()) for need in value.split()}
+    assert "monitoring.change_watchedfilesystem" in marked
+    assert marked <= set(dashboard.NEEDS), marked - set(dashboard.NEEDS)
