@@ -48,10 +48,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from glmadmin.lib import runas  # noqa: E402 - no Django in it: read before glmadmin's settings are
+from scripts.gpu_check.checks import FAILED, check, stamp  # noqa: E402
 
 ENGINE = "glm"
 GIB = 1024**3
-FAILED: list[str] = []
 # The worker's variables that name where the libraries under vLLM write (an engine gets them unless they hold a
 # credential): where one points into root's own directories, the engine user cannot write its caches there.
 CACHE_VARIABLE = re.compile(r"CACHE|^(HF_HOME|TORCH_HOME|TRITON_HOME|TRITON_DUMP_DIR|VLLM_CONFIG_ROOT|TMPDIR|XDG_\w+)$")
@@ -75,17 +75,6 @@ x = torch.ones(1 << 20, device="cuda:0").sum().item()
 print(f"CUDA ok as uid {__import__('os').getuid()}: {torch.cuda.get_device_name(0)}, {free / 2**30:.1f} of "
       f"{total / 2**30:.1f} GiB free")
 """
-
-
-def stamp(t0: float) -> str:
-    return f"[{time.time() - t0:7.1f}s]"
-
-
-def check(ok: bool, what: str) -> bool:
-    print(f"  CHECK {'ok  ' if ok else 'FAIL'} {what}", flush=True)
-    if not ok:
-        FAILED.append(what)
-    return ok
 
 
 def status_ids(pid: int, field: str) -> list[int]:

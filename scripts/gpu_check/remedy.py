@@ -42,21 +42,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.common import PY, Scratch  # noqa: E402
 from bench.gateway.run import free_port  # noqa: E402
+from scripts.gpu_check.checks import FAILED, check, stamp  # noqa: E402
 
 ENGINE = "glm"
 GIB = 1024**3
-FAILED: list[str] = []
-
-
-def stamp(t0: float) -> str:
-    return f"[{time.time() - t0:7.1f}s]"
-
-
-def check(ok: bool, what: str) -> bool:
-    print(f"  CHECK {'ok  ' if ok else 'FAIL'} {what}", flush=True)
-    if not ok:
-        FAILED.append(what)
-    return ok
 
 
 def run_command(scratch, t0, *args, timeout=900) -> int:
