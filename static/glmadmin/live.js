@@ -121,7 +121,9 @@
         return;
       }
       if (lost) lost.hidden = false;
-      setTimeout(connect, retry * (0.75 + Math.random() / 2));  // jitter: open pages do not reconnect in step
+      var delay = retry * (0.75 + Math.random() / 2);  // jitter: open pages do not reconnect in step
+      document.body.dataset.liveRetryMs = String(Math.round(delay));  // the wait until the next try, for a look
+      setTimeout(connect, delay);
       retry = Math.min(retry * 2, MAX_RETRY);
     };
   }

@@ -131,7 +131,13 @@ def test_stop_mid_stream_aborts_the_engine_request_and_the_next_turn_works(brows
 
     # What the user sees: the answer ends where it was, marked as stopped, and the form is free again.
     stopped = page.locator(".msg-assistant").first
-    expect(stopped.locator(".msg-note")).to_have_text("Stopped.", timeout=15_000)
+    # A wait for the answer's end, not a time limit: in CI two CPU engines generate on two cores beside the
+    # browser, and a page drawing a burst of thousands of tokens has been seen to take over 15 s to get to
+    # the server's "done" (it said "Streaming…" throughout; nothing was lost).
+    try:
+        expect(stopped.locator(".msg-note")).to_have_text("Stopped.", timeout=90_000)
+    finally:
+        print("after Stop:", progress(), "engine running:", running(engine))
     expect(page.locator(".msg-streaming")).to_have_count(0)
     expect(page.locator("#chat-status")).to_have_text("Stopped.")
     expect(page.locator("#chat-send")).to_be_enabled()
