@@ -1,9 +1,11 @@
 """Debian's Chromium as the browser tests start it."""
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from playwright.sync_api import sync_playwright
+from django.db import connection
+from playwright.sync_api import expect, sync_playwright
 
 PASSWORD = "pw-browser-1234"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,3 +23,27 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def signed_in(browser, base: str, user: str, path: str = "/", width: int = 1440):
+    """A new page of `path` in its own context, signed in as user (PASSWORD), with the live websocket open.
+    window.loadedOnce is set: it is gone if the page reloads."""
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.goto(f"{base}{path}")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("body.live")).to_be_attached()
+    page.evaluate("window.loadedOnce = true")
+    return page
+
+
+def in_db(fn, *args, **kwargs):
+    """Run fn outside Playwright's event loop (the ORM refuses to run in a thread that has one)."""
+    def call():
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()

@@ -5,6 +5,7 @@ about 30-45 s here. Rows are committed (not rolled back) so that the
 management commands run as separate processes see them.
 """
 
+import json
 import os
 import signal
 import threading
@@ -13,6 +14,7 @@ import httpx
 import psutil
 import pytest
 from django.core.management import call_command
+from playwright.sync_api import expect
 
 from alerts.models import Incident
 from glmadmin.lib import processes
@@ -21,6 +23,7 @@ from inference.gateway import routing
 from inference.models import Engine
 from inference.models import EngineState as S
 from tests.inference.engines.test_engine_environment import SECRETS, assert_no_secrets, environ
+from tests.support.browser import PASSWORD, chromium, signed_in
 from tests.support.engines import engine_processes, events, require_runtime, step_until
 from tests.support.processes import manage
 
@@ -99,16 +102,47 @@ def test_the_prefix_cache_is_reset_on_a_real_engine(ready):
     assert engine_client.generate_one_token(engine).ok  # and it serves on
 
 
-def test_restart_engine_command_end_to_end_and_soft_falls_back_on_the_cpu_build(ready):
-    """One restart for both (an engine start is this module's costliest step): `--soft` on vLLM's CPU build is
-    the full restart (drain, stop, start) with the reason said first."""
+# What the dashboard shows of pool-a in its overview row and in its engine card, recorded in the page after every
+# change to the page (a live update swaps all cards in one task, so each record is one update's picture).
+RECORD_ENGINE_CARDS = """() => {
+  const shown = (card) => {
+    const el = document.querySelector(card);
+    if (!el) return null;
+    const text = (field) => el.querySelector(`[data-engine-${field}]`).textContent.trim();
+    return [el.querySelector("[data-engine-state]").dataset.engineState, text("pid"), text("up"), text("probe")];
+  };
+  window.engineCards = [];
+  const record = () => {
+    const now = JSON.stringify([shown('[data-overview-engine="pool-a"]'), shown('#engines [data-engine="pool-a"]')]);
+    if (now !== window.engineCards[window.engineCards.length - 1]) window.engineCards.push(now);
+  };
+  record();
+  new MutationObserver(record).observe(document.body, {childList: true, subtree: true, attributes: true,
+                                                       characterData: true});
+}"""
+
+
+def test_restart_engine_command_end_to_end_under_an_open_dashboard(ready, server, django_user_model):
+    """One restart for three (an engine start is this module's costliest step): `--soft` on vLLM's CPU build is
+    the full restart (drain, stop, start) with the reason said first; and a dashboard left open (issue 17)
+    follows it card by card without a reload, its overview and engine card never contradicting each other."""
     engine = ready
+    django_user_model.objects.create_superuser("ops", password=PASSWORD)
     Engine.objects.filter(pk=engine.pk).update(soft_restart=True)
     engine.refresh_from_db()
     old_pid = engine.pid
     old_segments = processes.shared_memory(old_pid)
     assert old_segments  # vLLM's message queues
-    result = manage("restart_engine", "pool-a", "--soft", "--timeout", str(STARTUP))
+    with chromium() as browser:
+        page = signed_in(browser, server, "ops")
+        page.evaluate(RECORD_ENGINE_CARDS)
+        result = manage("restart_engine", "pool-a", "--soft", "--timeout", str(STARTUP))
+        # The command returns at ready; the page hears of it over the websocket just after.
+        expect(page.locator('#engines [data-engine="pool-a"] [data-engine-pid]')).not_to_have_text(str(old_pid))
+        expect(page.locator('#engines [data-engine="pool-a"] [data-engine-state]')).to_have_attribute(
+            "data-engine-state", S.READY)
+        pictures = [json.loads(each) for each in page.evaluate("window.engineCards")]
+        reloaded = page.evaluate("window.loadedOnce") is not True
     lines = result.stdout.splitlines()
     assert lines[0] == ("pool-a: soft restart not possible: this host's engine runtime has no sleep mode (vLLM's "
                         "CPU build; sleep mode needs CUDA); full restart"), result.stdout
@@ -123,6 +157,22 @@ def test_restart_engine_command_end_to_end_and_soft_falls_back_on_the_cpu_build(
     assert [path for path in old_segments if os.path.exists(path)] == []
     # Started without the flag vLLM's CPU build refuses, although soft restarts are allowed for it.
     assert "--enable-sleep-mode" not in psutil.Process(engine.pid).cmdline()
+
+    # The open dashboard: every picture it showed had the overview and the engine card saying the same; uptime
+    # and probe only while ready (the old run's would contradict the state); it went from the old pid through
+    # the restart to the new one, the last picture being the database's; and it never reloaded.
+    print("pictures:", pictures)
+    assert not reloaded
+    for overview, card in pictures:
+        assert overview == card, (overview, card)
+        state, _, up, probe = card
+        assert (up != "–" and probe != "–") if state == S.READY else (up, probe) == ("–", "–"), card
+    shown = [(card[0], card[1]) for _, card in pictures]
+    steps = [each for i, each in enumerate(shown) if i == 0 or shown[i - 1] != each]
+    old, new = str(old_pid), str(engine.pid)
+    order = iter([(S.READY, old), (S.DRAINING, old), (S.STOPPED, "–"), (S.STARTING, new), (S.READY, new)])
+    assert all(step in order for step in steps), steps  # in this order, none other; a quick one may be missed
+    assert steps[0] == (S.READY, old) and (S.STARTING, new) in steps and steps[-1] == (S.READY, new), steps
 
 
 def test_restart_of_unknown_engine_fails_with_one_line(engine):
