@@ -1,11 +1,14 @@
 import hashlib
 import re
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from glmadmin.lib import processes
 
@@ -169,6 +172,16 @@ class Engine(models.Model):
         if self.state == EngineState.READY and FIRST_PROBE_REASON.fullmatch(self.state_reason):
             return ""
         return self.state_reason
+
+    @property
+    def up_for(self) -> str:
+        """How long a ready engine has been ready ("3 hours, 2 minutes"), "under a minute" at first (Django's
+        timesince says "0 minutes"); "–" when it is not ready (the last run's time would contradict the state)."""
+        if self.state != EngineState.READY or not self.ready_at:
+            return "–"
+        if timezone.now() - self.ready_at < timedelta(minutes=1):
+            return "under a minute"
+        return timesince(self.ready_at)
 
     def pending_restart(self) -> list[str]:
         """What was changed since the running process started, as "port 8001 → 8002" (a list or a mapping

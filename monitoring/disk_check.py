@@ -313,8 +313,7 @@ def _after_check(changed: bool) -> None:
 def _message(level: str | None, percent: float, path: str, threshold: float | None = None) -> str:
     # The threshold crossed, so a reader of the alert knows which setting (and what value of it) fired.
     crossed = f" ({level} threshold: {threshold:g} %)" if level and threshold is not None else ""
-    if level == Level.RED:
-        return f"new requests are paused: disk at {percent:.1f} %{crossed} on {path}"
+    # (A red one pauses new requests: the banner, the overview and the notifications say so, not each message.)
     if level:
         return f"disk at {percent:.1f} %{crossed} on {path}"
     return f"disk back to {percent:.1f} % on {path}"

@@ -32,6 +32,9 @@ class Message:
         return cls(**payload)
 
 
+PAUSED = "New inference requests are paused while it is red (answered 503, requests_paused)."
+
+
 def for_event(incident: Incident, event: IncidentEvent, reason: str) -> Message:
     """The message for a transition: opened, escalated, de-escalated or resolved."""
     if reason == Reason.RESOLVED:
@@ -47,13 +50,15 @@ def for_event(incident: Incident, event: IncidentEvent, reason: str) -> Message:
                 Reason.DEESCALATED: f"down from {previous}, still open"}[reason]
         subject = f"[{event.level.upper()}] {incident.title}: {what}"
         lines = [f"{incident.title}: {incident.message}.", f"Level {event.level} since {_time(event.at)}."]
+        if event.level == Level.RED:
+            lines.append(PAUSED)
     return _message(incident, subject, lines, reason=reason, level="" if reason == Reason.RESOLVED else event.level,
                     event=event)
 
 
 def for_repeat(incident: Incident, red_event: IncidentEvent, number: int) -> Message:
     subject = f"[RED] {incident.title}: still red, not acknowledged (reminder {number})"
-    lines = [f"{incident.title}: {incident.message}.",
+    lines = [f"{incident.title}: {incident.message}.", PAUSED,
              f"Red since {_time(red_event.at)} ({_duration(red_event.at, timezone.now())}). "
              "Acknowledge it on the dashboard to stop these reminders."]
     return _message(incident, subject, lines, reason=Reason.REPEAT, level=Level.RED, event=red_event)
@@ -61,7 +66,7 @@ def for_repeat(incident: Incident, red_event: IncidentEvent, number: int) -> Mes
 
 def for_escalation(incident: Incident, red_event: IncidentEvent, after_minutes: int) -> Message:
     subject = f"[RED] {incident.title}: nobody acknowledged it for {after_minutes} min"
-    lines = [f"{incident.title}: {incident.message}.",
+    lines = [f"{incident.title}: {incident.message}.", PAUSED,
              f"Red since {_time(red_event.at)} ({_duration(red_event.at, timezone.now())}) and not acknowledged: "
              "you are the next step. Acknowledge it on the dashboard to stop the escalation."]
     return _message(incident, subject, lines, reason=Reason.ESCALATION, level=Level.RED, event=red_event)

@@ -27,8 +27,10 @@ def test_dashboard_shows_filesystems_incidents_and_admission(admin_client):
     assert "DISK:" in html and "CACHE:" in html and "ENGINE:" in html
     assert "<code>/</code>" in html  # the default watched filesystem
     assert "Simulated disk alert" in html
-    assert "New inference requests are refused" in html
+    assert "New inference requests are refused: disk at 97.0 % on test volume (simulated)." in html
     assert 'class="banner banner-red"' in html
+    # The pause is said once in each place, not again by the alert's own text.
+    assert html.lower().count("requests are paused") == 1  # the banner's
 
 
 @pytest.mark.django_db

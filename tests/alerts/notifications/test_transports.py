@@ -53,7 +53,9 @@ def test_slack_compatible_shape(red, receiver):
     red()
     assert receiver.requests[0].body == {"text": "*[RED] Disk data (/data): opened*\n"
                                                  "Disk data (/data): disk at 98.0 % on /data.\n"
-                                                 "Level red since 2026-03-01 10:00:00 UTC."}
+                                                 "Level red since 2026-03-01 10:00:00 UTC.\n"
+                                                 "New inference requests are paused while it is red "
+                                                 "(answered 503, requests_paused)."}
 
 
 def test_wecom_shape_and_refusal(red, receiver):
@@ -101,5 +103,6 @@ def test_email_headers_and_body(red, smtp, settings):
     assert message.get_content().splitlines() == [
         "Disk data (/data): disk at 98.0 % on /data.",
         "Level red since 2026-03-01 10:00:00 UTC.",
+        "New inference requests are paused while it is red (answered 503, requests_paused).",
         "Dashboard: https://ops.example.com/",
     ]
