@@ -15,6 +15,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -210,11 +211,17 @@ def _not_yet_listening(engine: Engine):
 
 
 def _is_ours(proc, engine: Engine) -> bool:
+    """Whether proc is this engine's, started by glmadmin: vLLM's command line with the engine's port, in a
+    process group that also holds glmadmin's log writer for this engine's log, running as glmadmin's own user.
+    The command line alone can be anyone's: another local user's process that names the port would otherwise
+    be adopted, and the gateway would send it users' prompts. The writer is what no other user can start."""
     try:
         cmdline = proc.cmdline()
-    except Exception:  # noqa: BLE001 - a process that vanished is not ours
+        group = os.getpgid(proc.pid)
+    except (psutil.Error, OSError):  # a process that vanished is not ours
         return False
-    return VLLM_MARKER in cmdline and str(engine.port) in cmdline
+    return (VLLM_MARKER in cmdline and str(engine.port) in cmdline
+            and processes.writes_log(group, log_file(engine)))
 
 
 def _check_startup(engine: Engine) -> None:

@@ -107,6 +107,20 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def writes_log(pgid: int, log_path: Path) -> bool:
+    """Whether glmadmin's log writer for log_path (or its launcher, before it forks the writer) runs in process
+    group pgid as this process's own user: how a process found on an engine's port is known to be ours."""
+    for member in group_members(pgid):
+        try:
+            cmdline = member.cmdline()
+            if (member.uids().real == os.getuid() and str(log_path) in cmdline
+                    and any(part.endswith(f"/{LOGWRITER.name}") for part in cmdline[:3])):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 SHM = "/dev/shm/"
 
 
