@@ -38,5 +38,14 @@ class LiveConsumer(BoundedOutbox, SessionBound, AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs):
         pass  # the protocol is server to browser only
 
+    async def dispatch(self, message):
+        # A push is only passed on, with no query: channels' own dispatch would first hop to its one database
+        # thread to close stale connections, for every open page in turn, and with 1,000 pages open that thread
+        # was the queue each push waited in (most of the fan-out's 1-1.6 s; docs/benchmarks.md).
+        if message["type"] == "live.state":
+            await self.live_state(message)
+            return
+        await super().dispatch(message)
+
     async def live_state(self, event):
         await self.send(text_data=event["text"])

@@ -1,4 +1,5 @@
 import pytest
+from channels import consumer as channels_consumer
 from channels.db import database_sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
 
@@ -92,4 +93,24 @@ async def test_engine_state_changes_are_pushed(django_user_model):
     changed = await ws.receive_json_from(timeout=30)
     assert changed["state"]["engines"] == [{"name": "glm", "state": "starting"}]
     assert "ENGINE: 0/1 ready" in changed["html"]["statusbar"]
+    await ws.disconnect()
+
+
+async def test_a_push_reaches_the_page_without_a_trip_to_the_database_thread(django_user_model, monkeypatch):
+    """Channels' dispatch closes stale database connections before each message, in its one database thread:
+    with 1,000 pages open every push queued there once per page. A push needs no query, so it skips that."""
+    cookie = await session_cookie(django_user_model)
+    ws = communicator(ORIGIN, cookie)
+    assert (await ws.connect())[0]
+    await ws.receive_json_from(timeout=30)  # the snapshot
+    trips = []
+
+    async def counted():
+        trips.append(1)
+
+    monkeypatch.setattr(channels_consumer, "aclose_old_connections", counted)
+    await database_sync_to_async(simulate)("orange")
+    changed = await ws.receive_json_from(timeout=30)
+    assert [i["level"] for i in changed["state"]["incidents"]] == ["orange"]
+    assert trips == []
     await ws.disconnect()
