@@ -15,6 +15,7 @@ import pytest
 from glmadmin.lib import processes, runas
 from tests.support.processes import ROOT, python_for, wait_for
 
+pytestmark = pytest.mark.privileged  # starts processes as another user: needs root, as CI runs
 NOBODY = pwd.getpwnam("nobody")
 
 
