@@ -84,6 +84,25 @@ def record_check(every: float | None = None) -> None:
     pipe.execute()
 
 
+QUICK_MARK_SECONDS = 2  # how often the quick checks mark that they run
+
+
+def quick_checks_key(host: str) -> str:
+    return rd.key("monitoring", "quick_checks", host)
+
+
+def record_quick_checks(every: float) -> None:
+    """This host's quick disk checks ran (monitoring/disk_watch.py, marked every few seconds). While they run,
+    disk alerts are still raised with beat or the full checks stopped, and the stalled banner says so rather
+    than that no disk alert can be raised. The mark expires by itself when they stop."""
+    fresh = max(5, 3 * max(QUICK_MARK_SECONDS, every))
+    rd.client().set(quick_checks_key(settings.GLMADMIN_HOST_NAME), 1, ex=round(fresh))
+
+
+def quick_checks_run(host: str) -> bool:
+    return bool(rd.client().exists(quick_checks_key(host)))
+
+
 @dataclass(frozen=True)
 class Watch:
     """What the heartbeat says at one moment."""
@@ -185,6 +204,7 @@ def part() -> dict:
     return {"monitoring": {
         "stalled_since": seen.since.isoformat(), "since_text": _time(seen.since), "host": seen.host,
         "checks_every": seen.interval, "stalled_after": seen.stalled_after, "incident": incident,
+        "quick_checks": quick_checks_run(seen.host),
     }}
 
 
@@ -199,8 +219,13 @@ def judge(seen: Watch) -> Transition | None:
     if seen.stalled:
         age = seen.now - seen.last_check
         message = (f"no disk check has completed since {_time(seen.since)} (on host {seen.host}), {age:.0f} s "
-                   f"ago; one is due every {seen.interval:g} s. The alerts worker or beat is down or hung, so no "
-                   "disk alert can be raised until checks run again")
+                   f"ago; one is due every {seen.interval:g} s. ")
+        if quick_checks_run(seen.host):
+            message += ("Beat (or the worker running its tasks) is down or hung: the alerts worker's quick checks "
+                        "still raise disk alerts, but cleanup, disk history and engine supervision wait")
+        else:
+            message += ("The alerts worker or beat is down or hung, so no disk alert can be raised until checks "
+                        "run again")
         return drive(SOURCE, Level.ORANGE, kind=Incident.Kind.MONITORING, title=TITLE, value=round(age),
                      message=message[:500], host=seen.host or None)
     if seen.last_check is None:

@@ -22,7 +22,7 @@ import time
 
 from django.db import close_old_connections
 
-from . import disk_check
+from . import deadman, disk_check
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._last_error = ""
         self.runs = 0  # completed runs (for the tests and the log)
+        self._marked = 0.0  # when this loop last told the dead man's switch that it runs (monotonic)
 
     def start(self) -> "Loop":
         self._thread = threading.Thread(target=self._run, name="disk-watch", daemon=True)
@@ -60,6 +61,9 @@ class Loop:
         try:
             self.watcher.run()
             self.runs += 1
+            if time.monotonic() - self._marked >= deadman.QUICK_MARK_SECONDS:
+                deadman.record_quick_checks(self.every)
+                self._marked = time.monotonic()
             if self._last_error:
                 log.info("quick disk checks run again")
             self._last_error = ""

@@ -63,6 +63,25 @@ def test_the_first_render_of_a_page_shows_a_stall_and_not_a_fresh_heartbeat(view
     assert "completed for over 30 s" in page and "on host gpu-a" in page
 
 
+def test_with_the_quick_checks_running_the_banner_says_alerts_are_still_raised(viewer, settings):
+    """Beat down, the alerts worker up: its quick checks still raise disk alerts (monitoring/disk_watch.py), so
+    the banner must not say that none can be raised; it says what waits instead."""
+    heartbeat(45)
+    page = viewer.get("/").text
+    assert "Disk alerts cannot be raised" in page and "quick checks still" not in page
+    settings.GLMADMIN_HOST_NAME = "other"
+    deadman.record_quick_checks(0.5)  # another host's quick checks say nothing of gpu-a's
+    assert "Disk alerts cannot be raised" in viewer.get("/").text
+    settings.GLMADMIN_HOST_NAME = "gpu-a"
+    deadman.record_quick_checks(0.5)  # as gpu-a's alerts worker's quick-check thread does every 2 s
+    page = viewer.get("/").text
+    assert "data-monitoring-stalled" in page and "Disk alerts cannot be raised" not in page
+    assert "quick checks still run there and raise disk alerts" in page
+    assert "quick disk checks still raise alerts; cleanup and engine supervision wait." in page  # the overview
+    transition = deadman.judge(deadman.watch())
+    assert "the alerts worker's quick checks still raise disk alerts" in transition.incident.message
+
+
 def test_the_stall_is_counted_in_the_schedule_s_intervals(viewer):
     heartbeat(45)
     schedule(20)  # 3 checks of 20 s: 45 s is not a stall yet

@@ -7,6 +7,7 @@ On a real tmpfs, through the Watcher the alerts worker's thread runs (monitoring
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -14,7 +15,7 @@ from django.utils import timezone
 from alerts.incidents import resolve_by_hand
 from alerts.models import Incident
 from glmadmin import live
-from monitoring import disk_check, disk_watch
+from monitoring import deadman, disk_check, disk_watch
 from monitoring.models import DiskSample, WatchedFilesystem
 from tests.support import tmpfs as tmpfs_support
 from tests.support.processes import wait_for
@@ -124,6 +125,8 @@ def test_the_thread_opens_the_incident_within_its_interval(watched, volume):
     try:
         wait_for(lambda: loop.runs >= 2, 30, "the quick checks to run")
         assert not Incident.objects.open().filter(source=watched.source).exists()
+        # The dead man's switch is told they run (its banner then says alerts are still raised).
+        assert deadman.quick_checks_run(settings.GLMADMIN_HOST_NAME)
         filled = timezone.now()
         fill_to(volume, 93)
         incident = wait_for(lambda: Incident.objects.open().filter(source=watched.source).first(), 30,
