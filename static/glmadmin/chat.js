@@ -10,7 +10,10 @@
   var log = $("chat-log"), input = $("chat-input"), model = $("chat-model"), indicator = $("chat-model-state");
   var sendButton = $("chat-send"), stopButton = $("chat-stop"), fileInput = $("chat-file");
   var status = $("chat-status"), conn = $("chat-conn");
-  var socket = null, retry = 1000;
+  // Reconnect as the live pages do (live.js): fast, then at most about a second apart, so the chat is usable
+  // again about a second after the server is back (a back-off to 30 s left it "Reconnecting…" for that long).
+  var FIRST_RETRY = 250, MAX_RETRY = 1000;
+  var socket = null, retry = FIRST_RETRY;
   var turns = load();
   var answer = null; // the answer streaming now: {el, textNode, text, userText}
 
@@ -214,7 +217,7 @@
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + root.dataset.socket);
-    socket.onopen = function () { retry = 1000; conn.textContent = ""; root.classList.add("connected"); };
+    socket.onopen = function () { retry = FIRST_RETRY; conn.textContent = ""; root.classList.add("connected"); };
     socket.onmessage = function (event) {
       var msg = JSON.parse(event.data);
       if (handlers[msg.type]) handlers[msg.type](msg);
@@ -225,8 +228,10 @@
       if (answer && answer.text) finish("Connection lost."); else if (answer) withdraw();
       if (event.code === 4401) { conn.textContent = "Signed out: reload the page to log in."; return; }
       conn.textContent = "Reconnecting…";
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 30000);
+      var delay = retry * (0.75 + Math.random() / 2);  // jitter: open pages do not reconnect in step
+      root.dataset.retryMs = String(Math.round(delay));  // the wait until the next try, for a look
+      setTimeout(connect, delay);
+      retry = Math.min(retry * 2, MAX_RETRY);
     };
   }
 
