@@ -4,16 +4,14 @@ it cannot work. A real vLLM engine as nobody: tests/inference/engines/test_super
 
 import os
 import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from glmadmin.lib import processes, runas
-from tests.support.processes import ROOT, python_for, wait_for
+from tests.support.processes import ROOT, open_tmp_dir, python_for, wait_for
 
 pytestmark = pytest.mark.privileged  # starts processes as another user: needs root, as CI runs
 NOBODY = pwd.getpwnam("nobody")
@@ -80,11 +78,8 @@ def test_the_data_directory_is_closed_and_the_home_is_the_users(tmp_path):
 
 @pytest.fixture
 def open_tmp():
-    """A temporary directory nobody can enter (pytest's tmp_path is under root's own, 0700)."""
-    where = Path(tempfile.mkdtemp(prefix="glmadmin-engine-user-"))
-    where.chmod(0o755)
-    yield where
-    shutil.rmtree(where)
+    with open_tmp_dir("glmadmin-engine-user-") as where:
+        yield where
 
 
 def test_a_runtime_under_a_closed_directory_is_refused(open_tmp):

@@ -6,7 +6,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import PASSWORD, chromium
+from tests.support.browser import PASSWORD, chromium, signed_in
 from tests.support.processes import free_port, manage, uvicorn, wait_for
 
 # Every wait the page chooses before its next try (live.js writes it on the body, chat.js on the chat).
@@ -36,13 +36,8 @@ def test_a_lost_connection_is_shown_and_the_page_resyncs_when_the_server_is_back
     django_user_model.objects.create_user("ops", password=PASSWORD)
     port, log = free_port(), tmp_path / "uvicorn.log"
     with chromium() as browser:
-        page = browser.new_page()
         with uvicorn(log, port=port) as (base, _):
-            page.goto(f"{base}/")
-            page.fill("input[name=username]", "ops")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page.locator("body.live")).to_be_attached()
+            page = signed_in(browser, base, "ops")
             expect(page.locator("#live-lost")).to_be_hidden()
         # The server is gone: the page says its picture may be stale.
         expect(page.locator("#live-lost")).to_be_visible()
@@ -64,12 +59,8 @@ def test_the_chat_page_reconnects_at_most_a_second_apart(django_user_model, tmp_
     django_user_model.objects.create_user("ops", password=PASSWORD)
     port, log = free_port(), tmp_path / "uvicorn.log"
     with chromium() as browser:
-        page = browser.new_page()
         with uvicorn(log, port=port) as (base, _):
-            page.goto(f"{base}/chat/")
-            page.fill("input[name=username]", "ops")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            page = signed_in(browser, base, "ops", path="/chat/")
             expect(page.locator("#chat.connected")).to_be_attached()
         expect(page.locator("#chat-conn")).to_have_text("Reconnecting…")
         tries_at_most_a_second_apart(page, "#chat", "data-retry-ms")

@@ -2,10 +2,12 @@
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,3 +126,14 @@ def python_for(user, python: Path, where: Path) -> Path:
     (view / "pyvenv.cfg").write_text(f"home = {system.parent}\ninclude-system-site-packages = false\n")
     assert runas.closed_to(user, view / "bin" / "python") is None, f"{where} is closed to {user.name}"
     return view / "bin" / "python"
+
+
+@contextlib.contextmanager
+def open_tmp_dir(prefix: str):
+    """A temporary directory another user (nobody) can enter: pytest's tmp_path is under root's own, 0700."""
+    where = Path(tempfile.mkdtemp(prefix=prefix))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where)

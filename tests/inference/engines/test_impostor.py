@@ -7,11 +7,8 @@ engine runs in its process group as glmadmin's own user. Real processes, one as 
 """
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +16,7 @@ from glmadmin.lib import processes
 from inference import supervisor
 from inference.models import Engine
 from inference.models import EngineState as S
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import free_port, open_tmp_dir, wait_for
 
 pytestmark = pytest.mark.privileged  # a process as another user
 
@@ -41,11 +38,8 @@ time.sleep(600)
 
 @pytest.fixture
 def scripts():
-    """A folder nobody can read (pytest's tmp_path is under root's own 0700 directory)."""
-    where = Path(tempfile.mkdtemp(prefix="glmadmin-impostor-"))
-    where.chmod(0o755)
-    yield where
-    shutil.rmtree(where)
+    with open_tmp_dir("glmadmin-impostor-") as where:
+        yield where
 
 
 @pytest.fixture
