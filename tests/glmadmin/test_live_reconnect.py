@@ -9,6 +9,8 @@ from playwright.sync_api import expect
 from tests.support.browser import PASSWORD, chromium, signed_in
 from tests.support.processes import free_port, manage, uvicorn, wait_for
 
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
 # Every wait the page chooses before its next try (live.js writes it on the body, chat.js on the chat).
 RECORD_RETRIES = """([selector, attribute]) => {
   window.retryWaits = [];
@@ -28,8 +30,6 @@ def tries_at_most_a_second_apart(page, selector: str, attribute: str) -> None:
     waits = page.evaluate("window.retryWaits")
     print("waits between tries (ms):", waits)
     assert max(waits) <= 1250 and min(waits[-2:]) >= 750, waits
-
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_lost_connection_is_shown_and_the_page_resyncs_when_the_server_is_back(django_user_model, tmp_path):
@@ -72,14 +72,8 @@ def test_the_chat_page_reconnects_at_most_a_second_apart(django_user_model, tmp_
 def test_a_page_whose_session_ended_says_signed_out_instead_of_reconnecting(django_user_model, tmp_path):
     django_user_model.objects.create_user("ops", password=PASSWORD)
     with chromium() as browser, uvicorn(tmp_path / "uvicorn.log") as (base, _):
-        context = browser.new_context()
-        page = context.new_page()
-        page.goto(f"{base}/")
-        page.fill("input[name=username]", "ops")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page.locator("body.live")).to_be_attached()
-        other = context.new_page()  # the same session in another tab logs out
+        page = signed_in(browser, base, "ops")
+        other = page.context.new_page()  # the same session in another tab logs out
         other.goto(f"{base}/")
         other.click("form.logout button")
         expect(page.locator("#live-lost")).to_have_text("Signed out: reload the page to log in again.")
