@@ -131,7 +131,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler (rows edited in the admin), asking for changes once every 5 s.
+CELERY_BEAT_SCHEDULER = "glmadmin.beat:Scheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("GLMADMIN_CELERY_EAGER", False)
 # Lanes, each consumed by its own worker process (Procfile, docker/compose.yaml): alerting work never
 # waits behind engine control, cleanup or a slow notification send. Unrouted tasks use "celery"; each
