@@ -85,10 +85,16 @@ def generated(engine) -> int:
     return engine_metric(engine, "vllm:generation_tokens_total")
 
 
+def held(engine, user) -> dict[str, int]:
+    """What is still held for an answer: the engine's running requests, the gateway's in-flight count for the
+    engine and the user's busy slots."""
+    caller = Caller("user", user.pk, user.username)
+    return {"engine running": running(engine), "gateway in flight": routing.in_flight(engine.name),
+            "user's busy slots": rd.client().zcard(limits.busy_key(caller))}
+
+
 def nothing_held(engine, user) -> bool:
     """The engine generates nothing and the gateway counts nothing in flight for the engine or the user."""
-    caller = Caller("user", user.pk, user.username)
-    return (running(engine) == 0 and routing.in_flight(engine.name) == 0
-            and rd.client().zcard(limits.busy_key(caller)) == 0)
+    return not any(held(engine, user).values())
 
 

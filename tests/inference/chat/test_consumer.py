@@ -17,7 +17,7 @@ from inference.gateway import routing, stats
 from inference.models import Engine
 from monitoring.disk_check import simulate
 from tests.support import chat as chat_support
-from tests.support.chat import LONG, MODEL, generated, nothing_held, running
+from tests.support.chat import LONG, MODEL, generated, held, nothing_held, running
 
 # The real engine: the package's one (conftest.py), adopted by each test's row.
 engine, long_answers = chat_support.engine, chat_support.long_answers
@@ -138,8 +138,13 @@ async def test_closing_the_page_aborts_the_upstream_request(engine, django_user_
     assert await asyncio.to_thread(running, engine) == 1
     # Waits for the consumer to finish closing (abort upstream, release slots). The communicator's own 1 s
     # is too short beside an engine that keeps both CPUs busy: it would cancel the consumer mid-close.
+    closing = time.monotonic()
     await ws.disconnect(timeout=30)
-    await eventually(lambda: nothing_held(engine, user), 60, "the request aborted after the page left")
+    closed = time.monotonic() - closing
+    try:
+        await eventually(lambda: nothing_held(engine, user), 60, "the request aborted after the page left")
+    finally:  # which of the three is still held, for a failure under load
+        print(f"consumer closed in {closed:.1f} s; now: {await asyncio.to_thread(held, engine, user)}")
     assert await asyncio.to_thread(generated, engine) - before < LONG["max_tokens"]
 
 

@@ -228,9 +228,10 @@ import sys, threading, httpx
 url, model, streams, max_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 body = {"model": model, "prompt": "hello", "max_tokens": max_tokens, "temperature": 1.0, "stream": True}
 def answer():
-    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=None) as response:
-        for _ in response.iter_raw():
-            pass
+    while True:  # one answer after another until the process is killed: the load never runs out by itself
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=None) as response:
+            for _ in response.iter_raw():
+                pass
 threads = [threading.Thread(target=answer) for _ in range(streams)]
 for thread in threads: thread.start()
 for thread in threads: thread.join()
@@ -251,8 +252,10 @@ def load(engine: Engine, streams: int):
 
 
 def metric(engine: Engine, name: str) -> float:
-    values = engine_client.metric_values(engine, timeout=15)  # generous: the machine's CPUs are busy
-    return (values or {}).get(name, 0.0)
+    """A metric of the engine's /metrics; asked again (up to a minute) while the busy engine does not answer, so
+    an unanswered scrape is never read as 0."""
+    values = wait_for(lambda: engine_client.metric_values(engine, timeout=15), 60, f"{engine.name}'s /metrics")
+    return values.get(name, 0.0)
 
 
 def probed(engine: Engine, times: int) -> Engine:
@@ -266,8 +269,8 @@ def probed(engine: Engine, times: int) -> Engine:
 
 def test_probes_timing_out_under_real_load_do_not_restart_the_engine(ready, settings):
     engine, pid, before = ready, ready.pid, starts_logged(ready)
-    # Two answers generate, the rest wait: so does each probe, past its second. 40 answers of ~12 s each, two at
-    # a time: minutes of work, whatever the machine's other load makes of each probe step.
+    # Two answers generate, the rest wait: so does each probe, past its second. Each of the 40 streams asks again
+    # when its answer ends, so the engine stays saturated until the load is killed, however fast it generates.
     with load(engine, streams=40):
         wait_for(lambda: metric(engine, "vllm:num_requests_waiting") >= 1, 120, "the engine saturated")
         engine = probed(engine, settings.ENGINE_LIVENESS_THRESHOLD + 1)  # the old code restarted by then
