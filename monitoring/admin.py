@@ -23,7 +23,7 @@ class WatchedFilesystemAdmin(AuditedAdmin):
     list_display = ("label", "path", "host", "enabled", "yellow_at", "orange_at", "red_at", "clears_below_by",
                     "used", "last_checked_at")
     list_filter = ("enabled", "host")
-    readonly_fields = ("last_percent", "last_checked_at", "last_error")
+    readonly_fields = ("last_percent", "last_checked_at", "last_error", "mount_point")
     fieldsets = (
         (None, {"fields": ("label", "path", "host", "enabled")}),
         ("Thresholds (percent of the filesystem in use)", {
@@ -34,7 +34,7 @@ class WatchedFilesystemAdmin(AuditedAdmin):
                        ("orange_enabled", "orange_percent", "orange_for_seconds"),
                        ("red_enabled", "red_percent", "red_for_seconds"), "clear_margin"),
         }),
-        ("Last check", {"fields": ("last_percent", "last_checked_at", "last_error")}),
+        ("Last check", {"fields": ("last_percent", "last_checked_at", "last_error", "mount_point")}),
     )
 
     @admin.display(description="yellow at", ordering="yellow_percent")

@@ -32,7 +32,7 @@ from alerts.incidents import Transition, drive
 from alerts.levels import Level, rank
 from alerts.models import Incident
 from glmadmin import live
-from glmadmin.lib import deadline, disk
+from glmadmin.lib import deadline, disk, mounts
 from glmadmin.lib import redis as rd
 
 from . import disk_pending
@@ -182,9 +182,14 @@ def stall_source(fs: WatchedFilesystem) -> str:
 
 def _start(fs: WatchedFilesystem) -> deadline.Call | deadline.Stalled:
     try:
-        return deadline.start(f"statvfs:{fs.path}", disk.usage, fs.path)
+        return deadline.start(f"statvfs:{fs.path}", _read, fs.path)
     except deadline.Stalled as exc:  # refused: too many earlier calls still hang
         return deadline.Stalled(_what(fs), STATVFS_SECONDS, exc.since, refused=True)
+
+
+def _read(path: str) -> tuple[disk.Usage, bool]:
+    """The usage of path's filesystem, and whether path is a mount point (a statx: microseconds)."""
+    return disk.usage(path), mounts.is_mount_point(path)
 
 
 def _what(fs: WatchedFilesystem) -> str:
@@ -195,13 +200,19 @@ def _check(fs: WatchedFilesystem, call: deadline.Call | deadline.Stalled, now: d
     try:
         if isinstance(call, deadline.Stalled):
             raise call
-        usage = call.wait(STATVFS_SECONDS, _what(fs))
+        usage, mounted = call.wait(STATVFS_SECONDS, _what(fs))
     except deadline.Stalled as exc:
         return _stalled(fs, exc, view)
     except OSError as exc:
         _returned(fs, view)
         return _unreadable(fs, f"cannot read {fs.path}: {exc.strerror or exc}", now, view)
     _returned(fs, view)
+    if fs.mount_point is None:  # the first check of this path: what it is now is what it should stay
+        WatchedFilesystem.objects.filter(pk=fs.pk).update(mount_point=mounted)
+        fs.mount_point = mounted
+    elif fs.mount_point and not mounted:
+        # Unmounted: the directory left behind reads as the filesystem underneath, which is not this disk.
+        return _unreadable(fs, f"{fs.path} is not a mount point any more (unmounted?)", now, view)
     current = view.levels.get(fs.source)
     if view.full or view.pending.get(fs.pk) or rank(fs.level_for(usage.percent, current)) > rank(current):
         decision = disk_pending.decide(fs, usage.percent, current, now)
@@ -277,7 +288,7 @@ def _resolve_unwatched_stalls(stalled: set[str], filesystems: list[WatchedFilesy
 
 
 def _unreadable(fs: WatchedFilesystem, error: str, now, view: View) -> Reading:
-    """A path that cannot be read (unmounted, removed, permissions) is an incident: its disk is unwatched.
+    """A path that cannot be read (removed, unmounted, permissions) is an incident: its disk is unwatched.
 
     Orange on the filesystem's own incident: it needs someone, but says nothing about the disk being full,
     so it neither pauses requests (red) nor starts a cleanup. The next good reading carries the incident on

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 MOUNTINFO = "/proc/self/mountinfo"
 _ESCAPED = re.compile(rb"\\([0-7]{3})")  # the kernel writes space, tab, newline and backslash as \ooo
-# statx(2): struct statx is 256 bytes, stx_mask (u32) at 0, stx_mnt_id (u64) at 144.
-AT_EMPTY_PATH, STATX_MNT_ID = 0x1000, 0x1000
+# statx(2): struct statx is 256 bytes, stx_mask (u32) at 0, stx_attributes (u64) at 8, stx_attributes_mask (u64)
+# at 56, stx_mnt_id (u64) at 144.
+AT_FDCWD, AT_EMPTY_PATH, AT_STATX_DONT_SYNC = -100, 0x1000, 0x4000
+STATX_MNT_ID, STATX_ATTR_MOUNT_ROOT = 0x1000, 0x2000
 
 
 def _load_statx():
@@ -90,6 +92,27 @@ def mount_id(fd: int) -> int:
         if _statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID, buf) == 0 and struct.unpack_from("=I", buf)[0] & STATX_MNT_ID:
             return struct.unpack_from("=Q", buf, 144)[0]
     return _fdinfo_mount_id(fd)
+
+
+def is_mount_point(path: str) -> bool:
+    """Whether path (symlinks followed) is where a filesystem is mounted, bind mounts of the same filesystem
+    included; raises OSError if it cannot be looked at.
+
+    statx says so itself (STATX_ATTR_MOUNT_ROOT, Linux 5.8+). os.path.ismount, the fallback, compares device
+    numbers with the parent's and so calls a bind mount of the same filesystem an ordinary directory.
+    """
+    if _statx is not None:
+        buf = ctypes.create_string_buffer(256)
+        # No field asked for and no sync: the answer is the VFS's own, so a FUSE or NFS server is not asked
+        # for the file's attributes (a server that answers statfs alone still gets its usage checked).
+        if _statx(AT_FDCWD, os.fsencode(path), AT_STATX_DONT_SYNC, 0, buf) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        attributes, known = struct.unpack_from("=Q", buf, 8)[0], struct.unpack_from("=Q", buf, 56)[0]
+        if known & STATX_ATTR_MOUNT_ROOT:
+            return bool(attributes & STATX_ATTR_MOUNT_ROOT)
+    os.stat(path)  # ismount answers False for a path it cannot stat: that is an error here
+    return os.path.ismount(path)
 
 
 def _fdinfo_mount_id(fd: int) -> int:

@@ -66,6 +66,13 @@ class WatchedFilesystem(models.Model):
     last_percent = models.FloatField(null=True, blank=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.CharField(max_length=300, blank=True, editable=False)
+    # Learned by the host's first check of this path: an unmounted filesystem leaves its mount point behind as
+    # an ordinary directory, whose statvfs then reads the filesystem underneath (usually /), so without this
+    # the check would go on reporting the wrong disk and no alert would say the mount is gone.
+    mount_point = models.BooleanField(
+        null=True, editable=False,
+        help_text="Whether the path was a mount point at its first check (empty: not checked yet). If it was, "
+                  "an incident opens while it is not one.")
 
     class Meta:
         ordering = ["path"]
@@ -73,6 +80,25 @@ class WatchedFilesystem(models.Model):
 
     def __str__(self):
         return f"{self.label} ({self.path})"
+
+    def save(self, *args, **kwargs):
+        # Another path (or host) is another filesystem: what was learned about the old one does not hold.
+        loaded = getattr(self, "_loaded_place", None)
+        if loaded is not None and loaded != self._place():
+            self.mount_point = None
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "mount_point"}
+        super().save(*args, **kwargs)
+        self._loaded_place = self._place()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_place = instance._place() if {"path", "host"} <= set(field_names) else None
+        return instance
+
+    def _place(self) -> tuple[str, str]:
+        return self.path, self.host
 
     @property
     def source(self) -> str:
