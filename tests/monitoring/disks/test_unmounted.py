@@ -33,16 +33,26 @@ def mounts():
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
+def mount_tmpfs(point):
+    mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", point)
+
+
+@pytest.fixture
+def models_mount(tmp_path, mounts):
+    """tmp_path/models with a tmpfs mounted on it."""
+    point = tmp_path / "models"
+    point.mkdir()
+    mount_tmpfs(point)
+    mounts.append(point)
+    return point
+
+
 def watched(path) -> WatchedFilesystem:
     return WatchedFilesystem.objects.create(path=str(path), label="models", **QUIET)
 
 
-def test_an_unmounted_filesystem_is_an_incident_until_it_is_mounted_again(no_default_filesystems, tmp_path,
-                                                                          mounts):
-    point = tmp_path / "models"
-    point.mkdir()
-    mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", point)
-    mounts.append(point)
+def test_an_unmounted_filesystem_is_an_incident_until_it_is_mounted_again(no_default_filesystems, models_mount):
+    point = models_mount
     fs = watched(point)
     (reading,) = check_all()
     assert reading.error == "" and reading.transition is None
@@ -61,7 +71,7 @@ def test_an_unmounted_filesystem_is_an_incident_until_it_is_mounted_again(no_def
     assert check_all()[0].transition is None  # the same incident, no new event
     assert Watcher().run()[0].transition is None  # the quick checks see it too, and say nothing new
 
-    mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", point)
+    mount_tmpfs(point)
     (reading,) = check_all()
     assert reading.transition.kind == "resolved" and not Incident.objects.open().exists()
     fs.refresh_from_db()
@@ -95,11 +105,8 @@ def test_a_plain_directory_is_never_such_an_incident(no_default_filesystems, tmp
 
 
 def test_a_new_path_is_learned_afresh_and_other_edits_keep_what_was_learned(no_default_filesystems, tmp_path,
-                                                                             mounts):
-    point = tmp_path / "models"
-    point.mkdir()
-    mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", point)
-    mounts.append(point)
+                                                                             models_mount):
+    point = models_mount
     fs = watched(point)
     check_all()
     umount(point)
