@@ -74,3 +74,34 @@ def test_every_permission_a_card_marks_is_one_the_page_reports():
               for value in re.findall(r'data-needs="([^"{]+)"', path.read_text()) for need in value.split()}
     assert "monitoring.change_watchedfilesystem" in marked
     assert marked <= set(dashboard.NEEDS), marked - set(dashboard.NEEDS)
+
+
+def test_the_same_state_draws_the_same_cards_a_while_later(tmp_path, monkeypatch, time_machine):
+    """Ages ("checked 20 s ago") are counted in the browser: cards that wrote them changed every second, so
+    every publish sent every open dashboard again (and "nothing is sent twice" failed on a slow machine)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring import tasks
+    from monitoring.models import CleanupPolicy, CleanupRun, WatchedFilesystem
+    from monitoring.telemetry.rules import evaluate as rules
+    from tests.support import fake_nvml
+    from tests.support.notify import mail_channel
+
+    start = timezone.now()
+    time_machine.move_to(start, tick=False)
+    monkeypatch.setattr(rules, "evaluate", lambda cycle: None)
+    fake_nvml.install(monkeypatch, fake_nvml.FakeNvml([fake_nvml.gpu(0, util=37)]))
+    tasks.sample_telemetry()
+    WatchedFilesystem.objects.create(path=str(tmp_path), label="scratch", last_checked_at=start, last_percent=12.5)
+    CleanupPolicy.objects.create(name="hf", root=str(tmp_path), max_size="1G", last_size_bytes=10, last_size_at=start)
+    CleanupRun.objects.create(policy_name="hf", trigger="manual", status="done", started_at=start, finished_at=start)
+    mail_channel(last_success_at=start)
+
+    before = live.message(page="dashboard")["html"]
+    time_machine.move_to(start + timedelta(seconds=20), tick=False)
+    after = live.message(page="dashboard")["html"]
+    assert [name for name, html in after.items() if html != before[name]] == []
+    for card in ("telemetry", "overview", "filesystems", "cleanup", "notifications"):
+        assert f'<time datetime="{start.isoformat()}" data-ago' in after[card], card  # the ages are there

@@ -121,6 +121,8 @@ def test_an_open_dashboard_follows_the_samples(server, django_user_model, nvml, 
         worker.start()
         worker.join()
         expect(page.locator('[data-gpu="0"]')).to_contain_text("91 %")
+        # The card came over the websocket with the sample's time; the browser writes it as an age.
+        expect(page.locator("#gpus h2 time[data-ago]")).to_have_text(re.compile(r"^(now|\d+ s ago)$"))
         expect(page.locator('[data-chart="gpu_util-hour"] path')).to_have_count(1)
         assert page.evaluate("window.loadedOnce") is True  # updated in place, not reloaded
         # The values on hover, in a chart that came over the websocket: the last bucket holds both samples.
