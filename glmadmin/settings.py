@@ -131,6 +131,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The lanes' pools grow for overlapping tasks and shrink when that is over (glmadmin/autoscale.py says why).
+CELERY_WORKER_AUTOSCALER = "glmadmin.autoscale:Autoscaler"
 # django-celery-beat's DatabaseScheduler (rows edited in the admin), asking for changes once every 5 s.
 CELERY_BEAT_SCHEDULER = "glmadmin.beat:Scheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("GLMADMIN_CELERY_EAGER", False)

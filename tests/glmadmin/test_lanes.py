@@ -5,7 +5,9 @@ Redis; the hanging sends go to a real webhook receiver that holds every request.
 """
 
 import contextlib
+import os
 
+import psutil
 import pytest
 import yaml
 from django.conf import settings
@@ -76,9 +78,9 @@ def workers(transactional_db, tmp_path):
     with contextlib.ExitStack() as stack:
         logs = []
 
-        def start(name):
+        def start(name, **more_env):
             logs.append(tmp_path / f"{name}.log")
-            stack.enter_context(process_group(["bash", "-c", procfile()[name]], logs[-1], env))
+            return stack.enter_context(process_group(["bash", "-c", procfile()[name]], logs[-1], {**env, **more_env}))
 
         yield start
     for log in logs:
@@ -99,3 +101,66 @@ def test_a_disk_check_runs_while_every_send_hangs(workers, receiver, no_default_
     check_disks.apply_async()  # routed to the alerts lane
     wait_for(DiskSample.objects.exists, 60, "the disk check to run beside the hanging sends")
     assert not release.is_set() and len(receiver.requests) == 2  # the sends were still hanging
+
+
+def celery_processes(worker) -> int:
+    """The Celery processes of a worker started by the `workers` fixture: its main process and pool children."""
+    def group_of(pid: int) -> int | None:
+        try:
+            return os.getpgid(pid)
+        except ProcessLookupError:
+            return None
+    return sum(1 for p in psutil.process_iter(["cmdline"])
+               if p.info["cmdline"] and "celery" in " ".join(p.info["cmdline"]) and group_of(p.pid) == worker.pid)
+
+
+def ready(tmp_path, name: str) -> None:
+    wait_for(lambda: " ready." in (tmp_path / f"{name}.log").read_text(), 60, f"the {name} worker to consume")
+
+
+def test_the_notify_lane_forks_a_send_process_only_to_send(workers, receiver, tmp_path):
+    """A prefork child holds ~75 MB: the notify worker waits with none and forks one for a send (--autoscale 2,0;
+    bench/notify_idle measures what that costs the first send)."""
+    from alerts.notifications.planner import plan_channel_test
+    from alerts.tasks import deliver_notification
+
+    notify = workers("notify")
+    ready(tmp_path, "notify")
+    assert celery_processes(notify) == 1  # the worker alone: no send process waits
+    deliver_notification.apply_async((plan_channel_test(webhook(receiver.url)).pk,))
+    wait_for(lambda: len(receiver.requests) == 1, 60, "the channel test at the receiver")
+    assert celery_processes(notify) == 2  # the send process forked for it, kept a while for the next send
+
+
+def test_the_engine_lane_keeps_one_process_at_rest(workers, tmp_path):
+    worker = workers("worker")
+    ready(tmp_path, "worker")
+    assert celery_processes(worker) == 2  # the worker and one child (--autoscale 2,1)
+
+
+def test_a_pool_shrinks_back_while_its_tasks_keep_coming(workers, receiver, tmp_path):
+    """Celery's autoscaler shrinks only after a whole keepalive without any task: on the engine lane (a reconcile
+    every 5 s) a second process forked for one overlap stayed for good. glmadmin.autoscale shrinks once no task
+    found every process taken for a keepalive; shown on the notify lane, whose sends are easy to hold."""
+    from alerts.models import Notification
+    from alerts.notifications.planner import plan_channel_test
+    from alerts.tasks import deliver_notification
+
+    notify = workers("notify", AUTOSCALE_KEEPALIVE="2")  # Celery's knob (seconds), read by the worker at start
+    ready(tmp_path, "notify")
+    channel = webhook(receiver.url)
+    release = receiver.hold()
+    for _ in range(2):
+        deliver_notification.apply_async((plan_channel_test(channel).pk,))
+    wait_for(lambda: len(receiver.requests) == 2, 60, "two sends held at once")
+    assert celery_processes(notify) == 3  # grown to two send processes
+    release.set()
+
+    def one_send() -> bool:
+        """A send, alone (the last one finished first); True once the pool is down to one process."""
+        note = plan_channel_test(channel)
+        deliver_notification.apply_async((note.pk,))
+        wait_for(lambda: Notification.objects.get(pk=note.pk).status == Notification.Status.SENT, 30, "the send")
+        return celery_processes(notify) == 2
+
+    wait_for(one_send, 30, "the pool to shrink to one process while sends keep coming")
