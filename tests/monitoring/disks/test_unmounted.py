@@ -2,6 +2,7 @@
 filesystem underneath: the check would go on reporting another disk's numbers. A path that was a mount point at
 its first check is an incident while it is not one. Real mounts (root: CI runs as root)."""
 
+import re
 import subprocess
 
 import pytest
@@ -51,11 +52,19 @@ def watched(path) -> WatchedFilesystem:
     return WatchedFilesystem.objects.create(path=str(path), label="models", **QUIET)
 
 
-def test_an_unmounted_filesystem_is_an_incident_until_it_is_mounted_again(no_default_filesystems, models_mount):
+def disk_card(client, fs) -> str:
+    """What the dashboard's Disks card says of fs's usage."""
+    page = client.get("/").content.decode()
+    return re.search(r"data-fs-percent[^>]*>([^<]*)<", page[page.index(f'data-overview-fs="{fs.pk}"'):]).group(1)
+
+
+def test_an_unmounted_filesystem_is_an_incident_until_it_is_mounted_again(no_default_filesystems, models_mount,
+                                                                          admin_client):
     point = models_mount
     fs = watched(point)
     (reading,) = check_all()
     assert reading.error == "" and reading.transition is None
+    assert disk_card(admin_client, fs) == "0.0 %"
     fs.refresh_from_db()
     assert fs.mount_point is True  # learned at the first check
 
@@ -70,6 +79,7 @@ def test_an_unmounted_filesystem_is_an_incident_until_it_is_mounted_again(no_def
     assert fs.last_error == f"{point} is not a mount point any more (unmounted?)"
     assert check_all()[0].transition is None  # the same incident, no new event
     assert Watcher().run()[0].transition is None  # the quick checks see it too, and say nothing new
+    assert disk_card(admin_client, fs) == "unreadable"  # not the last good reading, which said all is well
 
     mount_tmpfs(point)
     (reading,) = check_all()
