@@ -271,10 +271,13 @@ def test_probes_timing_out_under_real_load_do_not_restart_the_engine(ready, sett
     engine, pid, before = ready, ready.pid, starts_logged(ready)
     # Two answers generate, the rest wait: so does each probe, past its second. Each of the 40 streams asks again
     # when its answer ends, so the engine stays saturated until the load is killed, however fast it generates.
-    with load(engine, streams=40):
+    with load(engine, streams=40) as client:
         wait_for(lambda: metric(engine, "vllm:num_requests_waiting") >= 1, 120, "the engine saturated")
         engine = probed(engine, settings.ENGINE_LIVENESS_THRESHOLD + 1)  # the old code restarted by then
-        assert metric(engine, "vllm:num_requests_waiting") >= 1  # the load lasted through every probe
+        # The load lasted through every probe: its client still runs, and the probes failed (below). Not the
+        # engine's queue read now: on a quiet machine the engine finishes answers faster than 40 streams of
+        # 4,000 events are read, and its queue was seen empty between them (stop 27: 0 running, 0 waiting).
+        assert client.poll() is None
         assert (engine.state, engine.pid) == (S.READY, pid)
         assert engine.last_probe_ms is None  # the probes did fail
         assert engine.probe_failures < settings.ENGINE_LIVENESS_THRESHOLD
